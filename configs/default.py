@@ -1,0 +1,64 @@
+"""Defaults shared by every config. Every number that changes a run is here.
+
+Override any field on the command line: `--config.diffusion.batch_size=64`.
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'ludb'
+  config.data.tfds_dir = 'data/tfds'      # where the built ArrayRecord dataset goes
+  config.data.manual_dir = 'data/ludb'    # raw WFDB records
+
+  config.text = ml_collections.ConfigDict()
+  config.text.encoder = 'hashing'
+  config.text.dim = 256
+  config.text.template = ml_collections.ConfigDict(dict(
+      single='The report of the ECG is that {text}.',
+      first='Most importantly, the 1st diagnosis is {text}.',
+      further='As a supplementary condition, the {ordinal} diagnosis is {text}.',
+      separator=' '))
+
+  config.vae = ml_collections.ConfigDict()
+  config.vae.channels = (128, 256, 512)
+  config.vae.groups = 32
+  config.vae.latent_channels = 4
+  config.vae.batch_size = 256
+  config.vae.epochs = 10
+  config.vae.kl_anneal_epochs = 10       # KL weight (epoch + 1) / kl_anneal_epochs, capped at 1
+  config.vae.learning_rate = 1e-4        # one-cycle: starts here ...
+  config.vae.peak_learning_rate = 2e-4   # ... peaks here
+  config.vae.weight_decay = 0.01
+
+  config.unet = ml_collections.ConfigDict()
+  config.unet.num_levels = 7
+  config.unet.kernel = 7
+  config.unet.heads = 8
+  config.unet.bottleneck_attention_hidden = 32
+  config.unet.bottleneck_heads = 4
+
+  config.diffusion = ml_collections.ConfigDict()
+  config.diffusion.num_timesteps = 1000
+  config.diffusion.beta_start = 0.00085
+  config.diffusion.beta_end = 0.012
+  config.diffusion.batch_size = 512
+  config.diffusion.epochs = 200
+  config.diffusion.learning_rate = 5e-4  # cosine decay to final_lr_fraction * learning_rate
+  config.diffusion.final_lr_fraction = 0.1
+  config.diffusion.weight_decay = 0.01
+  config.diffusion.latent_encode_batch_size = 64
+
+  config.sampling = ml_collections.ConfigDict()
+  config.sampling.sampler = 'ddpm'
+  config.sampling.ddim_steps = 50
+  config.sampling.clip = 1.0
+
+  config.train = ml_collections.ConfigDict()
+  config.train.checkpoint_every_steps = 500
+  config.train.keep_checkpoints = 3
+  config.train.log_every_steps = 10
+  return config

@@ -1,0 +1,22 @@
+"""A tiny DiffuSETS for the CPU demo and the tests: same structure, narrow and shallow."""
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.text.dim = 64
+  config.vae.channels = (16, 32, 32)
+  config.vae.groups = 8
+  config.vae.batch_size = 32
+  config.vae.epochs = 60
+  config.vae.kl_anneal_epochs = 10
+  config.vae.learning_rate = 1e-3
+  config.vae.peak_learning_rate = 2e-3
+  config.unet.num_levels = 4
+  config.unet.kernel = 7
+  config.diffusion.batch_size = 32
+  config.diffusion.epochs = 300
+  config.diffusion.learning_rate = 2e-3
+  config.train.checkpoint_every_steps = 200
+  config.train.log_every_steps = 5
+  return config

@@ -1,0 +1,43 @@
+"""Clinical reports -> the prompt sentence that is embedded (paper section 3.2).
+
+One report: "The report of the ECG is that {text}."
+Several, in order: "Most importantly, the 1st diagnosis is {A}." then
+"As a supplementary condition, the 2nd diagnosis is {B}." and so on. The authors' code joins the
+sentences with no separator; the paper (and our default) with a space. Embeddings depend on every
+character, so the template is part of a trained model's config.
+"""
+from typing import Sequence
+
+import ml_collections
+
+PAPER_TEMPLATE = dict(
+    single='The report of the ECG is that {text}.',
+    first='Most importantly, the 1st diagnosis is {text}.',
+    further='As a supplementary condition, the {ordinal} diagnosis is {text}.',
+    separator=' ',
+)
+
+
+def ordinal(n: int) -> str:
+  if 10 <= n % 100 <= 20:
+    return f'{n}th'
+  return f'{n}{ {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th") }'
+
+
+def clean_report(text: str) -> str:
+  """Strips whitespace and one trailing full stop (the template adds its own)."""
+  text = ' '.join(str(text).split())
+  return text[:-1].rstrip() if text.endswith('.') else text
+
+
+def build_prompt(reports: Sequence[str], template: ml_collections.ConfigDict | dict) -> str:
+  """Ordered reports (most important first) -> one prompt string."""
+  reports = [clean_report(r) for r in reports]
+  if not reports or not all(reports):
+    raise ValueError(f'each report must be non-empty text, got {list(reports)!r}')
+  if len(reports) == 1:
+    return template['single'].format(text=reports[0])
+  sentences = [template['first'].format(text=reports[0])]
+  sentences += [template['further'].format(ordinal=ordinal(i), text=r)
+                for i, r in enumerate(reports[1:], start=2)]
+  return template['separator'].join(sentences)

@@ -1,0 +1,32 @@
+"""Config checks: unknown fields (typos) and impossible values fail early with a clear message."""
+import ml_collections
+
+
+def unknown_fields(config, reference, prefix: str = '') -> list[str]:
+  names = []
+  for key, value in config.items():
+    name = f'{prefix}{key}'
+    if key not in reference:
+      names.append(name)
+    elif isinstance(value, (dict, ml_collections.ConfigDict)) and key != 'template':
+      names += unknown_fields(value, reference[key], f'{name}.')
+  return names
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Raises ValueError naming unknown or inconsistent fields; returns the config locked."""
+  from configs import default  # the schema every config derives from
+  unknown = unknown_fields(config, default.get_config())
+  if unknown:
+    raise ValueError(f'unknown config field(s): {", ".join(unknown)} '
+                     f'(the known fields are in configs/default.py)')
+  if config.vae.latent_channels < 1:
+    raise ValueError('vae.latent_channels must be positive')
+  for channels in config.vae.channels:
+    if channels % config.vae.groups:
+      raise ValueError(f'vae.channels {tuple(config.vae.channels)} must all be divisible by '
+                       f'vae.groups={config.vae.groups}')
+  if config.sampling.sampler not in ('ddpm', 'ddim'):
+    raise ValueError(f"sampling.sampler must be 'ddpm' or 'ddim', got {config.sampling.sampler!r}")
+  config.lock()
+  return config

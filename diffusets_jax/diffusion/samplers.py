@@ -1,0 +1,80 @@
+"""Samplers: each is one `lax.scan` over the denoising steps, followed by the VAE decode, meant to
+be jitted whole (see `make_sampler`).
+
+`eps_fn(z_t, t, cond) -> eps_hat` is the noise predictor with its parameters bound.
+"""
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from diffusets_jax.diffusion.schedule import Schedule
+
+
+def ddpm_step(schedule: Schedule, z_t, eps_hat, t, noise, clip: float = 1.0):
+  """One ancestral DDPM step of the reference, z_t -> z_{t-1} (fixed-small variance).
+
+  x0_hat = (z_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t), clipped to [-clip, clip];
+  mean = [sqrt(abar_{t-1}) beta_t x0_hat + sqrt(alpha_t) (1 - abar_{t-1}) z_t] / (1 - abar_t);
+  var = beta_t (1 - abar_{t-1}) / (1 - abar_t) clamped at 1e-20; no noise at t = 0; abar_{-1} = 1.
+  `t` is a scalar int (the same step for the whole batch).
+  """
+  abar_t = schedule.alphas_cumprod[t]
+  abar_prev = jnp.where(t > 0, schedule.alphas_cumprod[jnp.maximum(t - 1, 0)], 1.0)
+  beta_t = schedule.betas[t]
+  alpha_t = schedule.alphas[t]
+  x0_hat = (z_t - jnp.sqrt(1.0 - abar_t) * eps_hat) / jnp.sqrt(abar_t)
+  x0_hat = jnp.clip(x0_hat, -clip, clip)
+  mean = (jnp.sqrt(abar_prev) * beta_t * x0_hat
+          + jnp.sqrt(alpha_t) * (1.0 - abar_prev) * z_t) / (1.0 - abar_t)
+  variance = jnp.maximum(beta_t * (1.0 - abar_prev) / (1.0 - abar_t), 1e-20)
+  return mean + jnp.where(t > 0, jnp.sqrt(variance), 0.0) * noise
+
+
+def ddim_step(schedule: Schedule, z_t, eps_hat, t, t_prev, clip: float = 1.0):
+  """One deterministic DDIM step (eta = 0) from t to t_prev (t_prev < 0 means abar = 1)."""
+  abar_t = schedule.alphas_cumprod[t]
+  abar_prev = jnp.where(t_prev >= 0, schedule.alphas_cumprod[jnp.maximum(t_prev, 0)], 1.0)
+  x0_hat = jnp.clip((z_t - jnp.sqrt(1.0 - abar_t) * eps_hat) / jnp.sqrt(abar_t), -clip, clip)
+  return jnp.sqrt(abar_prev) * x0_hat + jnp.sqrt(1.0 - abar_prev) * eps_hat
+
+
+def ddim_timesteps(num_timesteps: int, num_steps: int) -> jnp.ndarray:
+  """Evenly spaced ('leading') steps, descending: T/n * (n-1), ..., T/n, 0."""
+  if not 1 <= num_steps <= num_timesteps:
+    raise ValueError(f'DDIM steps must be in 1..{num_timesteps}, got {num_steps}')
+  ratio = num_timesteps // num_steps
+  return jnp.arange(num_steps - 1, -1, -1, dtype=jnp.int32) * ratio
+
+
+def ddpm_sample(eps_fn: Callable, decode_fn: Callable, schedule: Schedule, cond, shape, rng,
+                clip: float = 1.0):
+  """Ancestral sampling over all T steps, t = T-1 .. 0, then decode. Returns (ecg, z0)."""
+  init_rng, step_rng = jax.random.split(rng)
+  z = jax.random.normal(init_rng, shape)
+  timesteps = jnp.arange(schedule.num_timesteps - 1, -1, -1, dtype=jnp.int32)
+  step_keys = jax.random.split(step_rng, schedule.num_timesteps)
+
+  def body(z_t, inputs):
+    t, key = inputs
+    eps_hat = eps_fn(z_t, jnp.full((shape[0],), t), cond)
+    noise = jax.random.normal(key, shape)
+    return ddpm_step(schedule, z_t, eps_hat, t, noise, clip), None
+
+  z0, _ = jax.lax.scan(body, z, (timesteps, step_keys))
+  return decode_fn(z0), z0
+
+
+def ddim_sample(eps_fn: Callable, decode_fn: Callable, schedule: Schedule, cond, shape, rng,
+                num_steps: int = 50, clip: float = 1.0):
+  """Deterministic DDIM over `num_steps` evenly spaced steps, then decode. Returns (ecg, z0)."""
+  z = jax.random.normal(rng, shape)
+  timesteps = ddim_timesteps(schedule.num_timesteps, num_steps)
+  ratio = schedule.num_timesteps // num_steps
+
+  def body(z_t, t):
+    eps_hat = eps_fn(z_t, jnp.full((shape[0],), t), cond)
+    return ddim_step(schedule, z_t, eps_hat, t, t - ratio, clip), None
+
+  z0, _ = jax.lax.scan(body, z, timesteps)
+  return decode_fn(z0), z0

@@ -1,0 +1,110 @@
+"""Figures: ECGs on standard paper, and training curves."""
+import json
+from pathlib import Path
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from diffusets_jax.datasets.preprocessing import STANDARD_LEADS  # noqa: E402
+
+PAPER_SPEED_MM_S = 25.0
+GAIN_MM_MV = 10.0
+MM_PER_INCH = 25.4
+LAYOUT = (('I', 'aVR', 'V1', 'V4'), ('II', 'aVL', 'V2', 'V5'), ('III', 'aVF', 'V3', 'V6'))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_training_curves(workdir) -> Path | None:
+  """Loss (and learning rate) per step for every trained stage -> workdir/training_curves.png."""
+  workdir = Path(workdir)
+  stages = [s for s in ('vae', 'diffusion') if (workdir / s / 'metrics.jsonl').exists()]
+  if not stages:
+    return None
+  fig, axes = plt.subplots(len(stages), 2, figsize=(11, 3.4 * len(stages)), squeeze=False)
+  for row, stage in zip(axes, stages):
+    records = _read_jsonl(workdir / stage / 'metrics.jsonl')
+    steps = [r['step'] for r in records]
+    keys = ['loss'] + [k for k in ('recon_mae_mv', 'kl') if k in records[0]]
+    for key in keys:
+      row[0].plot(steps, [r[key] for r in records], label=key)
+    row[0].set_yscale('log')
+    row[0].set_title(f'{stage}: training loss')
+    row[0].set_xlabel('step')
+    row[0].legend()
+    row[1].plot(steps, [r['learning_rate'] for r in records], color='tab:gray', label='lr')
+    if 'kl_weight' in records[0]:
+      row[1].plot(steps, [r['kl_weight'] * max(r['learning_rate'] for r in records)
+                          for r in records], '--', label='KL weight (scaled)')
+    row[1].set_title(f'{stage}: schedule')
+    row[1].set_xlabel('step')
+    row[1].legend()
+  fig.tight_layout()
+  out = workdir / 'training_curves.png'
+  fig.savefig(out, dpi=110)
+  plt.close(fig)
+  return out
+
+
+def _paper_grid(ax, width_mm, height_mm):
+  ax.set_xlim(0, width_mm)
+  ax.set_ylim(0, height_mm)
+  for x in np.arange(0, width_mm + 0.01, 1.0):
+    ax.axvline(x, color='#f6c8c8' if x % 5 else '#e88a8a', lw=0.3 if x % 5 else 0.6, zorder=0)
+  for y in np.arange(0, height_mm + 0.01, 1.0):
+    ax.axhline(y, color='#f6c8c8' if y % 5 else '#e88a8a', lw=0.3 if y % 5 else 0.6, zorder=0)
+  ax.set_xticks([])
+  ax.set_yticks([])
+
+
+def _calibration_pulse(ax, x0, baseline):
+  # 1 mV high, 0.2 s wide
+  xs = np.array([0, 2, 2, 7, 7, 9]) + x0
+  ys = baseline + np.array([0, 0, GAIN_MM_MV, GAIN_MM_MV, 0, 0])
+  ax.plot(xs, ys, color='black', lw=0.8)
+
+
+def plot_ecg(ecg: np.ndarray, fs: float, path, title: str = '') -> Path:
+  """12-lead ECG (length, 12) in mV, standard lead order -> PNG on standard paper.
+
+  3 x 4 layout of 2.5 s columns plus a 10 s lead-II rhythm strip, 25 mm/s, 10 mm/mV, 1 mm and
+  5 mm grid, 1 mV calibration pulses, lead labels; drawn at true scale.
+  """
+  ecg = np.asarray(ecg, np.float64)
+  if ecg.ndim != 2 or ecg.shape[1] != 12:
+    raise ValueError(f'expected an ECG of shape (length, 12), got {ecg.shape}')
+  duration = ecg.shape[0] / fs
+  pulse_mm, row_mm = 10.0, 30.0
+  width = pulse_mm + duration * PAPER_SPEED_MM_S
+  height = row_mm * 4 + 5
+  fig = plt.figure(figsize=(width / MM_PER_INCH, (height + 12) / MM_PER_INCH))
+  ax = fig.add_axes((0, 0, 1, height / (height + 12)))
+  _paper_grid(ax, width, height)
+  t_mm = np.arange(ecg.shape[0]) / fs * PAPER_SPEED_MM_S
+  column_s = duration / 4
+  index = {name: i for i, name in enumerate(STANDARD_LEADS)}
+  for row, leads in enumerate(LAYOUT):
+    baseline = height - row_mm * (row + 0.5) - 2.5
+    _calibration_pulse(ax, 0.5, baseline)
+    for col, lead in enumerate(leads):
+      sl = slice(int(round(col * column_s * fs)), int(round((col + 1) * column_s * fs)))
+      ax.plot(pulse_mm + t_mm[sl], baseline + ecg[sl, index[lead]] * GAIN_MM_MV, color='black',
+              lw=0.7)
+      ax.text(pulse_mm + col * column_s * PAPER_SPEED_MM_S + 1, baseline + 8, lead, fontsize=8)
+      if col:
+        x = pulse_mm + col * column_s * PAPER_SPEED_MM_S
+        ax.plot([x, x], [baseline - 3, baseline + 3], color='black', lw=0.8)
+  baseline = row_mm * 0.5 + 2.5
+  _calibration_pulse(ax, 0.5, baseline)
+  ax.plot(pulse_mm + t_mm, baseline + ecg[:, index['II']] * GAIN_MM_MV, color='black', lw=0.7)
+  ax.text(pulse_mm + 1, baseline + 8, 'II', fontsize=8)
+  fig.suptitle(title + f'\n25 mm/s, 10 mm/mV, {fs:g} Hz', fontsize=9, y=0.995)
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=150)
+  plt.close(fig)
+  return path

@@ -1,0 +1,46 @@
+"""Models and their example inputs, built from a config."""
+import jax
+import jax.numpy as jnp
+
+from diffusets_jax.datasets.preprocessing import NUM_SAMPLES
+from diffusets_jax.models.unet import UNet
+from diffusets_jax.models.vae import VAE, latent_length
+
+
+def make_vae(config) -> VAE:
+  return VAE(channels=tuple(config.vae.channels), groups=config.vae.groups,
+             latent_channels=config.vae.latent_channels)
+
+
+def make_unet(config) -> UNet:
+  u = config.unet
+  return UNet(latent_channels=config.vae.latent_channels, num_levels=u.num_levels, kernel=u.kernel,
+              heads=u.heads, bottleneck_attention_hidden=u.bottleneck_attention_hidden,
+              bottleneck_heads=u.bottleneck_heads)
+
+
+def condition_dim(config) -> int:
+  return config.text.dim + 3  # text embedding, sex, age, heart rate
+
+
+def latent_shape(config) -> tuple[int, int]:
+  return latent_length(NUM_SAMPLES), config.vae.latent_channels
+
+
+def init_vae(config, rng):
+  """Initial VAE parameters (jitted: one compile instead of one per initializer)."""
+  ecg = jnp.zeros((1, NUM_SAMPLES, 12))
+  noise = jnp.zeros((1,) + latent_shape(config))
+  return jax.jit(make_vae(config).init)(rng, ecg, noise)['params']
+
+
+def init_unet(config, rng):
+  """Initial U-Net parameters (jitted)."""
+  z = jnp.zeros((1,) + latent_shape(config))
+  t = jnp.zeros((1,), jnp.int32)
+  c = jnp.zeros((1, condition_dim(config)))
+  return jax.jit(make_unet(config).init)(rng, z, t, c)['params']
+
+
+def count_params(params) -> int:
+  return sum(x.size for x in jax.tree_util.tree_leaves(params))

@@ -1,0 +1,200 @@
+"""The DiffuSETS noise predictor: a 1-D U-Net over the (batch, 128, 4) latent, channels-last,
+with self-attention and single-token cross-attention on the condition vector c (batch, d_c).
+
+Submodule names follow the reference checkpoint (`downsampling_blocks_0/block/pre_shortcut_convs`
+is `downsampling_blocks.0.block.pre_shortcut_convs`), including its misspelt `bottelneck`.
+"""
+import numpy as np
+import jax.numpy as jnp
+import flax.linen as nn
+
+from diffusets_jax.models.layers import (ConvTranspose1d, DenseParams, MultiheadAttentionParams,
+                                         chain, conv, group_norm, layer_norm, mish,
+                                         multihead_attention, same_conv)
+
+NUM_TIMESTEPS = 1000
+TIME_TABLE_DIM = 64
+
+
+def time_table(num_timesteps: int = NUM_TIMESTEPS, dim: int = TIME_TABLE_DIM) -> np.ndarray:
+  """The reference's frozen sinusoidal table, (num_timesteps, dim).
+
+  table[i, k] = sin((i + 1) * exp(-10 k / (dim/2 - 1))) for k < dim/2, cos(...) above; note the
+  factor 10 (not log 10000) and i + 1, both as in the reference.
+  """
+  half = dim // 2
+  freqs = np.exp(-10.0 * np.arange(half) / (half - 1))
+  args = (np.arange(num_timesteps)[:, None] + 1.0) * freqs[None, :]
+  return np.concatenate([np.sin(args), np.cos(args)], axis=1).astype(np.float32)
+
+
+class TimeEmbedding(nn.Module):
+  """Timestep (batch,) int -> (batch, features): frozen table -> Dense(128) -> Mish -> Dense."""
+  features: int
+  num_timesteps: int = NUM_TIMESTEPS
+
+  @nn.compact
+  def __call__(self, t):
+    # Frozen in the reference: recomputed here as a constant, never trained.
+    table = jnp.asarray(time_table(self.num_timesteps))
+    h = nn.Dense(128, name='fc1')(table[t])
+    return nn.Dense(self.features, name='fc2')(mish(h))
+
+
+class SelfAttention(nn.Module):
+  """LayerNorm -> to_q/to_k/to_v -> MultiheadAttention -> to_out, plus the input.
+
+  Each of q, k, v passes two linear maps in a row (to_q, then the q rows of in_proj), and so does
+  the output (out_proj, then to_out): each pair is multiplied into one map. Same function up to
+  float rounding; in the sampler the weight products are loop-invariant and XLA computes them once.
+  """
+  hidden: int
+  heads: int
+
+  @nn.compact
+  def __call__(self, x):
+    channels = x.shape[-1]
+    h = layer_norm(name='norm')(x)
+    in_w, in_b, out_proj = MultiheadAttentionParams(self.hidden, name='attention')()
+    projections = [chain(DenseParams(self.hidden, channels, name=name)(), (w, b))
+                   for name, w, b in zip(('to_q', 'to_k', 'to_v'), in_w, in_b)]
+    qkv = h @ jnp.concatenate([w for w, _ in projections], 1) + jnp.concatenate(
+        [b for _, b in projections])
+    out = multihead_attention(*jnp.split(qkv, 3, axis=-1), heads=self.heads)
+    w_out, b_out = chain(out_proj, DenseParams(channels, self.hidden, name='to_out')())
+    return x + out @ w_out + b_out
+
+
+class CrossAttention(nn.Module):
+  """Attention of every position on the single condition token c.
+
+  The reference repeats c over the length axis as keys and values. All keys are then identical,
+  the softmax is uniform, and each position receives exactly the value vector:
+  to_out(out_proj(v rows of in_proj(to_v(LN(value_combiner(c)))))), added to x. It depends on c
+  alone, so in the sampler it is computed once. The query path (normalization, to_q, to_k, the
+  q/k rows of in_proj) cannot change the output; it exists for weight compatibility.
+  """
+  hidden: int
+  heads: int
+
+  @nn.compact
+  def __call__(self, x, c):
+    channels = x.shape[-1]
+    cond = nn.Dense(channels, name='value_combiner')(c)
+    cond = layer_norm(name='condition_normalization')(cond)
+    if self.is_initializing():
+      layer_norm(name='normalization')(x)
+    DenseParams(self.hidden, channels, name='to_q')()
+    DenseParams(self.hidden, channels, name='to_k')()
+    to_v = DenseParams(self.hidden, channels, name='to_v')()
+    in_w, in_b, out_proj = MultiheadAttentionParams(self.hidden, name='attention')()
+    to_out = DenseParams(channels, self.hidden, name='to_out')()
+    w, b = chain(chain(chain(to_v, (in_w[2], in_b[2])), out_proj), to_out)
+    return x + (cond @ w + b)[:, None, :]
+
+
+class Block(nn.Module):
+  """One U-Net level: time embedding, conv, self- and cross-attention, conv, residual."""
+  features: int
+  attention_hidden: int
+  heads: int
+  kernel: int = 7
+
+  @nn.compact
+  def __call__(self, x, t, c):
+    mid = (x.shape[-1] + self.features) // 2
+    h = x + TimeEmbedding(x.shape[-1], name='time_emb')(t)[:, None, :]
+    h = same_conv(mid, self.kernel, name='pre_shortcut_convs')(h)
+    h = mish(group_norm(1, name='layer_norm1')(h))
+    h = conv(mid, 1, 'VALID', name='shortcut_convs')(h)
+    h = SelfAttention(self.attention_hidden, self.heads, name='self_attention')(h)
+    h = CrossAttention(self.attention_hidden, self.heads, name='cross_attention')(h, c)
+    h = layer_norm(name='attention_norm')(h)
+    h = same_conv(self.features, self.kernel, name='post_shortcut_convs')(h)
+    h = mish(group_norm(1, name='layer_norm2')(h))
+    if self.is_initializing():
+      # `block.down` is in the reference checkpoint but never used.
+      conv(self.features, 3, ((1, 1),), stride=2, name='down')(h)
+    # The residual is taken from x before the time embedding, as in the reference.
+    return h + conv(self.features, 1, 'VALID', name='res_conv')(x)
+
+
+class Bottleneck(nn.Module):
+  attention_hidden: int = 32
+  heads: int = 4
+
+  @nn.compact
+  def __call__(self, x, t, c):
+    channels = x.shape[-1]
+    h = x + TimeEmbedding(channels, name='time_emb')(t)[:, None, :]
+    h = same_conv(channels, 3, name='bottleneck_conv1')(h)
+    h = mish(group_norm(1, name='bottleneck_layer_norm1')(h))
+    h = same_conv(channels, 3, name='bottleneck_conv1_2')(h)
+    h = SelfAttention(self.attention_hidden, self.heads, name='self_attention')(h)
+    h = CrossAttention(self.attention_hidden, self.heads, name='cross_attention')(h, c)
+    h = layer_norm(name='attention_norm')(h)
+    h = same_conv(channels, 3, name='bottleneck_conv2')(h)
+    h = mish(group_norm(1, name='bottleneck_layer_norm2')(h))
+    return h + x
+
+
+class DownBlock(nn.Module):
+  features: int
+  attention_hidden: int
+  heads: int
+  kernel: int
+
+  @nn.compact
+  def __call__(self, x, t, c):
+    skip = Block(self.features, self.attention_hidden, self.heads, self.kernel, name='block')(x, t, c)
+    return conv(self.features, 3, ((1, 1),), stride=2, name='down')(skip), skip
+
+
+class UpBlock(nn.Module):
+  features: int
+  attention_hidden: int
+  heads: int
+  kernel: int
+
+  @nn.compact
+  def __call__(self, x, skip, t, c):
+    x = ConvTranspose1d(x.shape[-1], name='up')(x)  # PyTorch ConvTranspose1d(k4, s2, p1)
+    if skip is not None:
+      x = jnp.concatenate([x, skip], axis=-1)
+    return Block(self.features, self.attention_hidden, self.heads, self.kernel, name='block')(x, t, c)
+
+
+class UNet(nn.Module):
+  """eps_hat = UNet(z_t (batch, length, latent_channels), t (batch,) int, c (batch, d_c)).
+
+  With `num_levels` levels there are num_levels - 1 down blocks; block i maps
+  latent_channels * 2**i -> latent_channels * 2**(i+1) channels and halves the length.
+  """
+  latent_channels: int = 4
+  num_levels: int = 7
+  kernel: int = 7
+  heads: int = 8
+  bottleneck_attention_hidden: int = 32
+  bottleneck_heads: int = 4
+
+  @nn.compact
+  def __call__(self, z, t, c):
+    depth = self.num_levels - 1
+    if z.shape[1] % 2 ** depth:
+      raise ValueError(f'latent length {z.shape[1]} must be divisible by 2**{depth} '
+                       f'for a {self.num_levels}-level U-Net')
+    widths = [self.latent_channels * 2 ** i for i in range(depth + 1)]
+    h, skips = z, []
+    for i in range(depth):
+      h, skip = DownBlock(widths[i + 1], 2 * widths[i], self.heads, self.kernel,
+                          name=f'downsampling_blocks_{i}')(h, t, c)
+      skips.append(skip)
+    skips.pop()  # the deepest skip is unused, as in the reference
+    h = Bottleneck(self.bottleneck_attention_hidden, self.bottleneck_heads, name='bottelneck')(h, t, c)
+    for j in range(depth):
+      skip = skips.pop() if j > 0 else None
+      in_width = h.shape[-1] * (2 if skip is not None else 1)
+      h = UpBlock(widths[depth - 1 - j], 2 * in_width, self.heads, self.kernel,
+                  name=f'upsampling_blocks_{j}')(h, skip, t, c)
+    h = mish(same_conv(self.latent_channels, 3, name='output_conv_0')(h))
+    return conv(self.latent_channels, 1, 'VALID', name='output_conv_2')(h)

@@ -1,0 +1,142 @@
+"""The DiffuSETS 1-D VAE: a 12 x 1024 ECG (mV) <-> a 4 x 128 latent, channels-last.
+
+Submodule names end in the reference `nn.Sequential` index (`res_4` is checkpoint prefix `4.`),
+so checkpoint conversion is mechanical.
+"""
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from diffusets_jax.models.layers import conv, group_norm, same_conv
+
+LATENT_SCALE = 0.18215
+
+
+class ResidualBlock(nn.Module):
+  features: int
+  groups: int
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.silu(group_norm(self.groups, name='groupnorm_1')(x))
+    h = same_conv(self.features, 3, name='conv_1')(h)
+    h = nn.silu(group_norm(self.groups, name='groupnorm_2')(h))
+    h = same_conv(self.features, 3, name='conv_2')(h)
+    if x.shape[-1] != self.features:
+      x = conv(self.features, 1, 'VALID', name='residual_layer')(x)
+    return x + h
+
+
+class AttentionBlock(nn.Module):
+  """Single-head self-attention over length with a fused q/k/v projection, plus the residual."""
+  groups: int
+
+  @nn.compact
+  def __call__(self, x):
+    channels = x.shape[-1]
+    if self.is_initializing():
+      # The reference owns this norm but never applies it; it exists only for weight compatibility.
+      group_norm(self.groups, name='groupnorm')(x)
+    q, k, v = jnp.split(nn.Dense(3 * channels, name='in_proj')(x), 3, axis=-1)
+    weights = jax.nn.softmax(q @ k.swapaxes(-1, -2) / jnp.sqrt(channels), axis=-1)
+    return x + nn.Dense(channels, name='out_proj')(weights @ v)
+
+
+def stride2_conv(features: int, name: str) -> nn.Conv:
+  # Reference: right-pad by one, then a valid stride-2 k3 conv (= 'SAME' for even lengths).
+  return conv(features, 3, ((0, 1),), stride=2, name=name)
+
+
+def upsample2(x):
+  return jnp.repeat(x, 2, axis=1)  # nearest neighbour along length
+
+
+class Encoder(nn.Module):
+  """(batch, 1024, 12) mV -> z, mean, logvar, each (batch, 128, latent_channels).
+
+  z = (mean + exp(logvar / 2) * noise) * 0.18215; `noise` is standard normal of the latent's
+  shape (zeros give the posterior mean), passed in so that the module stays deterministic.
+  """
+  channels: Sequence[int] = (128, 256, 512)
+  groups: int = 32
+  latent_channels: int = 4
+
+  @nn.compact
+  def __call__(self, x, noise):
+    c1, c2, c3 = self.channels
+    g = self.groups
+    h = same_conv(c1, 3, name='conv_in_0')(x)
+    h = ResidualBlock(c1, g, name='res_1')(h)
+    h = ResidualBlock(c1, g, name='res_2')(h)
+    h = stride2_conv(c1, 'down_3')(h)
+    h = ResidualBlock(c2, g, name='res_4')(h)
+    h = ResidualBlock(c2, g, name='res_5')(h)
+    h = stride2_conv(c2, 'down_6')(h)
+    h = ResidualBlock(c3, g, name='res_7')(h)
+    h = ResidualBlock(c3, g, name='res_8')(h)
+    h = stride2_conv(c3, 'down_9')(h)
+    for idx in (10, 11, 12):
+      h = ResidualBlock(c3, g, name=f'res_{idx}')(h)
+    h = AttentionBlock(g, name='attn_13')(h)
+    h = ResidualBlock(c3, g, name='res_14')(h)
+    h = nn.silu(group_norm(g, name='norm_15')(h))
+    h = same_conv(2 * self.latent_channels, 3, name='conv_17')(h)
+    h = conv(2 * self.latent_channels, 1, 'VALID', name='conv_18')(h)
+    mean, logvar = jnp.split(h, 2, axis=-1)
+    logvar = jnp.clip(logvar, -30.0, 20.0)
+    z = (mean + jnp.exp(0.5 * logvar) * noise) * LATENT_SCALE
+    return z, mean, logvar
+
+
+class Decoder(nn.Module):
+  """Scaled latent (batch, 128, latent_channels) -> ECG (batch, 1024, 12) in mV."""
+  channels: Sequence[int] = (128, 256, 512)
+  groups: int = 32
+  leads: int = 12
+
+  @nn.compact
+  def __call__(self, z):
+    c1, c2, c3 = self.channels
+    g = self.groups
+    h = z / LATENT_SCALE
+    h = conv(z.shape[-1], 1, 'VALID', name='conv_in_0')(h)
+    h = same_conv(c3, 3, name='conv_1')(h)
+    h = ResidualBlock(c3, g, name='res_2')(h)
+    h = AttentionBlock(g, name='attn_3')(h)
+    for idx in (4, 5, 6, 7):
+      h = ResidualBlock(c3, g, name=f'res_{idx}')(h)
+    # Three upsampling stages: (conv index, output channels), each followed by 3 residual blocks.
+    for conv_idx, features in ((9, c3), (14, c2), (19, c1)):
+      h = same_conv(h.shape[-1], 3, name=f'up_conv_{conv_idx}')(upsample2(h))
+      for idx in range(conv_idx + 1, conv_idx + 4):
+        h = ResidualBlock(features, g, name=f'res_{idx}')(h)
+    h = nn.silu(group_norm(g, name='norm_23')(h))
+    return same_conv(self.leads, 3, name='conv_out_25')(h)
+
+
+def latent_length(num_samples: int) -> int:
+  return num_samples // 8  # three stride-2 convs
+
+
+class VAE(nn.Module):
+  """Encoder and decoder together; `encode`/`decode` are the entry points used by training."""
+  channels: Sequence[int] = (128, 256, 512)
+  groups: int = 32
+  latent_channels: int = 4
+  leads: int = 12
+
+  def setup(self):
+    self.encoder = Encoder(self.channels, self.groups, self.latent_channels)
+    self.decoder = Decoder(self.channels, self.groups, self.leads)
+
+  def __call__(self, x, noise):
+    z, mean, logvar = self.encoder(x, noise)
+    return self.decoder(z), mean, logvar
+
+  def encode(self, x, noise):
+    return self.encoder(x, noise)
+
+  def decode(self, z):
+    return self.decoder(z)

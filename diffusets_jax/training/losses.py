@@ -1,0 +1,46 @@
+"""Training losses of the reference, per batch (pure functions)."""
+import jax
+import jax.numpy as jnp
+
+from diffusets_jax.diffusion.schedule import Schedule, add_noise
+
+
+def example_keys(step_key, example_index):
+  """One PRNG key per example, from its index in the global batch: the random draws of an example
+  do not depend on how the batch is split over devices."""
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(step_key, example_index)
+
+
+def kl_divergence(mean, logvar):
+  """KL(N(mean, exp(logvar)) || N(0, I)) summed over latent channels, (batch, length)."""
+  return -0.5 * jnp.sum(1.0 + logvar - mean ** 2 - jnp.exp(logvar), axis=-1)
+
+
+def vae_loss(vae, params, ecg, keys, kl_weight):
+  """Sum of squared error over all 1024 x 12 values, batch mean, plus kl_weight * the KL averaged
+  over batch and latent positions. Returns (loss, metrics)."""
+  def posterior_noise(key):
+    return jax.random.normal(key, (ecg.shape[1] // 8, vae.latent_channels))
+
+  noise = jax.vmap(posterior_noise)(keys)
+  recon, mean, logvar = vae.apply({'params': params}, ecg, noise)
+  sse = jnp.mean(jnp.sum((recon - ecg) ** 2, axis=(1, 2)))
+  kl = jnp.mean(kl_divergence(mean, logvar))
+  loss = sse + kl_weight * kl
+  mae = jnp.mean(jnp.abs(recon - ecg))
+  return loss, dict(loss=loss, recon_sse=sse, kl=kl, recon_mae_mv=mae)
+
+
+def diffusion_loss(unet, params, schedule: Schedule, z0, cond, keys):
+  """Noise-prediction loss: t ~ U{1..998} (the reference's randint(1, 999)), sum of squared error
+  over the latent, batch mean. Returns (loss, metrics)."""
+  def draw(key):
+    t_key, noise_key = jax.random.split(key)
+    return (jax.random.randint(t_key, (), 1, 999),
+            jax.random.normal(noise_key, z0.shape[1:]))
+
+  t, noise = jax.vmap(draw)(keys)
+  z_t = add_noise(schedule, z0, noise, t)
+  eps_hat = unet.apply({'params': params}, z_t, t, cond)
+  loss = jnp.mean(jnp.sum((eps_hat - noise) ** 2, axis=(1, 2)))
+  return loss, dict(loss=loss)

@@ -1,0 +1,91 @@
+"""Train steps: pure per-device functions, and the one place where they are `pmap`ped.
+
+Gradients and metrics are averaged over all devices (`lax.pmean` on the 'batch' axis), so with
+equal per-device batches the update equals the single-device update on the whole batch.
+"""
+import functools
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from diffusets_jax.training import losses
+
+AXIS = 'batch'
+
+
+class TrainState(train_state.TrainState):
+  pass
+
+
+def onecycle_schedule(total_steps: int, start_lr: float, peak_lr: float):
+  """PyTorch OneCycleLR shape: cosine warm-up over the first 30 % from start_lr to peak_lr, then
+  cosine annealing to start_lr / 1e4."""
+  return optax.cosine_onecycle_schedule(total_steps, peak_lr, pct_start=0.3,
+                                        div_factor=peak_lr / start_lr, final_div_factor=1e4)
+
+
+def cosine_schedule(total_steps: int, lr: float, final_fraction: float):
+  return optax.cosine_decay_schedule(lr, max(total_steps, 1), alpha=final_fraction)
+
+
+def create_state(apply_fn, params, learning_rate, weight_decay) -> TrainState:
+  tx = optax.adamw(learning_rate, weight_decay=weight_decay)
+  return TrainState.create(apply_fn=apply_fn, params=params, tx=tx)
+
+
+def _apply(state, grads, metrics):
+  grads = jax.lax.pmean(grads, AXIS)
+  metrics = jax.lax.pmean(metrics, AXIS)
+  return state.apply_gradients(grads=grads), metrics
+
+
+def vae_train_step(vae, state, batch, step_key, kl_weight):
+  keys = losses.example_keys(step_key, batch['example_index'])
+  grad_fn = jax.grad(lambda p: losses.vae_loss(vae, p, batch['ecg'], keys, kl_weight),
+                     has_aux=True)
+  grads, metrics = grad_fn(state.params)
+  return _apply(state, grads, metrics)
+
+
+def diffusion_train_step(unet, schedule, state, batch, step_key):
+  keys = losses.example_keys(step_key, batch['example_index'])
+  grad_fn = jax.grad(
+      lambda p: losses.diffusion_loss(unet, p, schedule, batch['latent'], batch['cond'], keys),
+      has_aux=True)
+  grads, metrics = grad_fn(state.params)
+  return _apply(state, grads, metrics)
+
+
+def replicate(tree):
+  """Copies a pytree to every local device, laid out exactly as `pmap` lays out its outputs.
+
+  (flax's `jax_utils.replicate` uses another mesh axis name, which makes pmap compile the step a
+  second time on its second call.)
+  """
+  count = jax.local_device_count()
+  sharding = NamedSharding(Mesh(np.array(jax.local_devices()), (AXIS,)), PartitionSpec(AXIS))
+  return jax.tree_util.tree_map(
+      lambda x: jax.device_put(jnp.broadcast_to(jnp.asarray(x)[None], (count,) + jnp.shape(x)),
+                               sharding), tree)
+
+
+def unreplicate(tree):
+  return jax.tree_util.tree_map(lambda x: x[0], tree)
+
+
+def parallel(step_fn, num_broadcast_args: int):
+  """pmap over local devices: state and batch are sharded on axis 0, the rest broadcast."""
+  return jax.pmap(step_fn, axis_name=AXIS, in_axes=(0, 0) + (None,) * num_broadcast_args,
+                  donate_argnums=(0,))
+
+
+def make_vae_step(vae):
+  return parallel(functools.partial(vae_train_step, vae), num_broadcast_args=2)
+
+
+def make_diffusion_step(unet, schedule):
+  return parallel(functools.partial(diffusion_train_step, unet, schedule), num_broadcast_args=1)

@@ -1,0 +1,228 @@
+"""The training stages: `vae`, latent pre-encoding, and `diffusion`.
+
+`train_and_evaluate(config, workdir, stage)` runs a stage to its last step, resuming from the
+latest checkpoint in the workdir if there is one.
+"""
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+from tqdm import tqdm
+
+from diffusets_jax.conditioning import patient, prompts, text_encoders
+from diffusets_jax.datasets import input_pipeline
+from diffusets_jax.diffusion.schedule import linear_schedule
+from diffusets_jax.models import factory
+from diffusets_jax.training import checkpoints, steps
+
+log = logging.getLogger(__name__)
+SPLITS = ('train', 'val', 'test')
+
+
+def schedule_from_config(config):
+  d = config.diffusion
+  return linear_schedule(d.num_timesteps, d.beta_start, d.beta_end)
+
+
+def vae_state(config, total_steps: int, rng=None):
+  vae = factory.make_vae(config)
+  params = factory.init_vae(config, rng if rng is not None else jax.random.PRNGKey(config.seed))
+  lr = steps.onecycle_schedule(total_steps, config.vae.learning_rate, config.vae.peak_learning_rate)
+  return vae, steps.create_state(vae.apply, params, lr, config.vae.weight_decay)
+
+
+def unet_state(config, total_steps: int, rng=None):
+  unet = factory.make_unet(config)
+  params = factory.init_unet(config, rng if rng is not None else jax.random.PRNGKey(config.seed))
+  d = config.diffusion
+  lr = steps.cosine_schedule(total_steps, d.learning_rate, d.final_lr_fraction)
+  return unet, steps.create_state(unet.apply, params, lr, d.weight_decay)
+
+
+class MetricsWriter:
+  """Appends one JSON object per line; the file survives kills (flushed per line)."""
+
+  def __init__(self, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    self.path = path
+    self._file = open(path, 'a')
+
+  def write(self, record: dict):
+    self._file.write(json.dumps(record) + '\n')
+    self._file.flush()
+
+  def close(self):
+    self._file.close()
+
+
+def run_loop(stage, config, workdir, state, p_step, batch_fn, total_steps, lr_fn,
+             step_args_fn=lambda step: {}):
+  """Shared loop: resume, step, log (progress bar + JSONL), checkpoint. Returns the final state.
+
+  `batch_fn(step)` gives the global batch of numpy arrays; `step_args_fn(step)` the named scalars
+  broadcast to every device (e.g. the KL weight), which are logged too.
+  """
+  mngr = checkpoints.manager(workdir, stage, config.train.checkpoint_every_steps,
+                             config.train.keep_checkpoints)
+  state, start = checkpoints.restore_latest(mngr, state)
+  if start >= total_steps:
+    print(f'[{stage}] already trained: checkpoint at step {start} of {total_steps}')
+    return state
+  if start:
+    print(f'[{stage}] resuming from the checkpoint at step {start}')
+  writer = MetricsWriter(Path(workdir) / stage / 'metrics.jsonl')
+  base_key = jax.random.PRNGKey(config.seed + 1)
+  replicated = steps.replicate(state)
+  bar = tqdm(range(start, total_steps), initial=start, total=total_steps, desc=stage,
+             unit='step', dynamic_ncols=True)
+  t0 = time.time()
+  for step in bar:
+    batch = input_pipeline.shard(batch_fn(step))
+    args = step_args_fn(step)
+    replicated, metrics = p_step(replicated, batch, jax.random.fold_in(base_key, step),
+                                 *args.values())
+    last = step + 1 == total_steps
+    if (step + 1) % config.train.log_every_steps == 0 or last:
+      metrics = {k: float(v[0]) for k, v in metrics.items()}
+      rate = (step + 1 - start) / (time.time() - t0)
+      bar.set_postfix(loss=f'{metrics["loss"]:.4g}', steps_per_s=f'{rate:.2f}')
+      writer.write(dict(step=step + 1, time=time.time(), steps_per_s=rate,
+                        learning_rate=float(lr_fn(step)), **args, **metrics))
+    if mngr.should_save(step + 1) or last:
+      mngr.save(step + 1, args=checkpoints.ocp.args.StandardSave(steps.unreplicate(replicated)),
+                force=last)
+  mngr.wait_until_finished()
+  writer.close()
+  bar.close()
+  return steps.unreplicate(replicated)
+
+
+def kl_weight(step: int, steps_per_epoch: int, anneal_epochs: int) -> float:
+  """Monotonic KL annealing of the reference: (epoch + 1) / anneal_epochs, capped at 1."""
+  return min((step // steps_per_epoch + 1) / anneal_epochs, 1.0)
+
+
+def train_vae(config, workdir, max_steps: int | None = None):
+  """Stage `vae` on the training split's ECGs. `max_steps` stops early (the schedule is unchanged),
+  which is how a killed run is simulated in tests."""
+  data = input_pipeline.read_all(input_pipeline.open_split(config.data, 'train'), keys=('ecg',))
+  ecg = data['ecg']
+  batch_size = config.vae.batch_size
+  per_epoch = input_pipeline.steps_per_epoch(len(ecg), batch_size)
+  total = per_epoch * config.vae.epochs
+  vae, state = vae_state(config, total)
+  lr_fn = steps.onecycle_schedule(total, config.vae.learning_rate, config.vae.peak_learning_rate)
+  print(f'[vae] {factory.count_params(state.params):,} parameters, {len(ecg)} training ECGs, '
+        f'{total} steps of batch {batch_size} on {jax.local_device_count()} device(s)')
+
+  def batch_fn(step):
+    index = input_pipeline.batch_indices(step, len(ecg), batch_size, config.seed)
+    return dict(ecg=ecg[index], example_index=np.arange(batch_size))
+
+  def step_args(step):
+    return dict(kl_weight=kl_weight(step, per_epoch, config.vae.kl_anneal_epochs))
+
+  return run_loop('vae', config, workdir, state, steps.make_vae_step(vae), batch_fn,
+                  min(total, max_steps or total), lr_fn, step_args)
+
+
+def latents_path(workdir, split: str) -> Path:
+  return Path(workdir) / 'latents' / f'{split}.npz'
+
+
+def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
+  """Pre-encodes every split once with the trained VAE (a stochastic posterior sample, x 0.18215,
+  as the reference) and embeds each distinct prompt once. Writes latents/<split>.npz with
+  latent (n, 128, 4), cond (n, d_text + 3), prompts and record ids."""
+  vae = factory.make_vae(config)
+  if vae_params is None:
+    _, target = vae_state(config, 1)
+    vae_params = checkpoints.restore_params(workdir, 'vae', target)
+  encoder = text_encoders.make_text_encoder(config.text)
+  encode = jax.jit(lambda x, noise: vae.apply({'params': vae_params}, x, noise,
+                                              method=vae.encode)[0])
+  latent_shape = factory.latent_shape(config)
+  key = jax.random.PRNGKey(config.seed + 2)
+  written = {}
+  for split in SPLITS:
+    data = input_pipeline.read_all(input_pipeline.open_split(config.data, split))
+    n, size = len(data['ecg']), config.diffusion.latent_encode_batch_size
+    latents = []
+    for start in tqdm(range(0, n, size), desc=f'encode {split}', unit='batch', leave=False):
+      chunk = data['ecg'][start:start + size]
+      padded = np.zeros((size,) + chunk.shape[1:], np.float32)  # one shape: one compile
+      padded[:len(chunk)] = chunk
+      noise = jax.random.normal(jax.random.fold_in(key, start), (size,) + latent_shape)
+      latents.append(np.asarray(encode(jnp.asarray(padded), noise))[:len(chunk)])
+    prompt_text = [prompts.build_prompt(r, config.text.template) for r in data['reports']]
+    distinct = sorted(set(prompt_text))
+    embeddings = encoder.encode(distinct)
+    prompt_index = np.array([distinct.index(p) for p in prompt_text], np.int32)
+    sex = np.array([patient.SEX_CODES.get(s, np.nan) for s in data['sex']], np.float32)
+    cond = patient.condition_vector(embeddings[prompt_index], sex, data['age'], data['heart_rate'])
+    path = latents_path(workdir, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix('.tmp.npz')
+    np.savez(tmp, latent=np.concatenate(latents), cond=cond, prompts=np.array(distinct),
+             prompt_index=prompt_index, record_id=np.array(data['record_id']),
+             text_encoder=np.array(f'{encoder.name}:{encoder.model}'))
+    tmp.replace(path)
+    written[split] = path
+  return written
+
+
+def load_latents(workdir, split: str) -> dict:
+  path = latents_path(workdir, split)
+  if not path.exists():
+    raise FileNotFoundError(f'{path} not found; run the vae stage (it writes the latents) or '
+                            f'python train.py ... --stage latents')
+  with np.load(path) as f:
+    return {k: f[k] for k in f.files}
+
+
+def train_diffusion(config, workdir, max_steps: int | None = None):
+  """Stage `diffusion` on the pre-encoded training latents."""
+  data = load_latents(workdir, 'train')
+  if not np.all(np.isfinite(data['cond'])):
+    raise ValueError('training conditions contain NaN (unknown age or sex); '
+                     'drop those records or impute before training')
+  batch_size = config.diffusion.batch_size
+  n = len(data['latent'])
+  per_epoch = input_pipeline.steps_per_epoch(n, batch_size)
+  total = per_epoch * config.diffusion.epochs
+  unet, state = unet_state(config, total)
+  d = config.diffusion
+  lr_fn = steps.cosine_schedule(total, d.learning_rate, d.final_lr_fraction)
+  print(f'[diffusion] {factory.count_params(state.params):,} parameters, {n} training latents '
+        f'(std {data["latent"].std():.3f}), {total} steps of batch {batch_size} on '
+        f'{jax.local_device_count()} device(s)')
+
+  def batch_fn(step):
+    index = input_pipeline.batch_indices(step, n, batch_size, config.seed)
+    return dict(latent=data['latent'][index], cond=data['cond'][index],
+                example_index=np.arange(batch_size))
+
+  p_step = steps.make_diffusion_step(unet, schedule_from_config(config))
+  return run_loop('diffusion', config, workdir, state, p_step, batch_fn,
+                  min(total, max_steps or total), lr_fn)
+
+
+def train_and_evaluate(config, workdir, stage: str = 'all'):
+  """Runs `stage` ('vae', 'latents', 'diffusion' or 'all') in workdir; returns what it wrote."""
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  checkpoints.save_config(workdir, config)
+  if stage not in ('vae', 'latents', 'diffusion', 'all'):
+    raise ValueError(f"stage must be 'vae', 'latents', 'diffusion' or 'all', got {stage!r}")
+  if stage in ('vae', 'all'):
+    state = train_vae(config, workdir)
+    encode_latents(config, workdir, state.params)
+  elif stage == 'latents':
+    encode_latents(config, workdir)
+  if stage in ('diffusion', 'all'):
+    train_diffusion(config, workdir)
+  return workdir

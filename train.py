@@ -1,0 +1,42 @@
+"""Train DiffuSETS: the VAE, then the latents, then the latent diffusion model.
+
+  python train.py --config configs/tiny.py --workdir runs/tiny
+  python train.py --config configs/diffusets.py --workdir runs/paper --stage diffusion \
+      --config.diffusion.batch_size=256
+
+A killed run resumes from its latest checkpoint when started again with the same workdir.
+"""
+from absl import app, flags
+from ml_collections import config_flags
+
+from diffusets_jax import config_validation
+from diffusets_jax.io import plots
+from diffusets_jax.training import trainer
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/tiny.py.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, latents and metrics.')
+_STAGE = flags.DEFINE_enum('stage', 'all', ['vae', 'latents', 'diffusion', 'all'],
+                           'vae: train the VAE and encode latents; latents: re-encode only; '
+                           'diffusion: train the U-Net on the latents; all: every stage.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  del argv
+  config = config_validation.validate(_CONFIG.value)
+  workdir = trainer.train_and_evaluate(config, _WORKDIR.value, _STAGE.value)
+  curves = plots.plot_training_curves(workdir)
+  print(f'config:          {workdir / "config.json"}')
+  for stage in ('vae', 'diffusion'):
+    if (workdir / stage).exists():
+      print(f'{stage + " checkpoints:":<17}{workdir / stage / "checkpoints"}')
+      print(f'{stage + " metrics:":<17}{workdir / stage / "metrics.jsonl"}')
+  if (workdir / 'latents').exists():
+    print(f'latents:         {workdir / "latents"}')
+  if curves:
+    print(f'training curves: {curves}')
+
+
+if __name__ == '__main__':
+  app.run(main)
