@@ -6,7 +6,7 @@
 
 A killed run resumes from its latest checkpoint when started again with the same workdir.
 """
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from diffusets_jax import config_validation
@@ -24,6 +24,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save and restore at INFO
   config = config_validation.validate(_CONFIG.value)
   workdir = trainer.train_and_evaluate(config, _WORKDIR.value, _STAGE.value)
   curves = plots.plot_training_curves(workdir)

@@ -8,14 +8,14 @@ def get_config():
   config.vae.channels = (16, 32, 32)
   config.vae.groups = 8
   config.vae.batch_size = 32
-  config.vae.epochs = 60
+  config.vae.epochs = 50
   config.vae.kl_anneal_epochs = 10
   config.vae.learning_rate = 1e-3
   config.vae.peak_learning_rate = 2e-3
   config.unet.num_levels = 4
   config.unet.kernel = 7
   config.diffusion.batch_size = 32
-  config.diffusion.epochs = 300
+  config.diffusion.epochs = 150
   config.diffusion.learning_rate = 2e-3
   config.train.checkpoint_every_steps = 200
   config.train.log_every_steps = 5

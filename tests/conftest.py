@@ -1,0 +1,52 @@
+"""Shared fixtures: a very small config and the LUDB dataset built once per test session."""
+import os
+
+import pytest
+
+from configs import tiny
+
+
+def micro_config(tfds_dir: str):
+  """Smaller than configs/tiny.py, so each compile in a test takes seconds."""
+  config = tiny.get_config()
+  config.data.tfds_dir = str(tfds_dir)
+  config.text.dim = 16
+  config.vae.channels = (8, 8, 8)
+  config.vae.groups = 4
+  config.vae.batch_size = 8
+  config.vae.epochs = 1
+  config.unet.num_levels = 3
+  config.diffusion.batch_size = 8
+  config.diffusion.epochs = 1
+  config.diffusion.latent_encode_batch_size = 32
+  config.train.checkpoint_every_steps = 2
+  config.train.log_every_steps = 1
+  return config
+
+
+@pytest.fixture(scope='session')
+def tfds_dir(tmp_path_factory):
+  from diffusets_jax.datasets import ludb
+  path = tmp_path_factory.mktemp('tfds')
+  ludb.build(path)
+  return path
+
+
+@pytest.fixture
+def config(tfds_dir):
+  return micro_config(tfds_dir)
+
+
+@pytest.fixture(scope='session')
+def trained_workdir(tmp_path_factory, tfds_dir):
+  """A workdir with a few steps of both stages: enough to exercise loading and sampling."""
+  from diffusets_jax import config_validation
+  from diffusets_jax.training import trainer
+  config = config_validation.validate(micro_config(tfds_dir))
+  workdir = tmp_path_factory.mktemp('run')
+  trainer.train_and_evaluate(config, workdir, 'all')
+  return workdir
+
+
+def pytest_configure(config):
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')

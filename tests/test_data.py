@@ -1,0 +1,126 @@
+"""The LUDB builder, preprocessing and the heart-rate detector."""
+import shutil
+import subprocess
+import sys
+import json
+
+import numpy as np
+import pytest
+import wfdb
+
+from diffusets_jax.datasets import heart_rate, input_pipeline, ludb, preprocessing
+
+
+def synthetic_ecg(bpm: float, fs: float = 102.4, seconds: float = 10.0, seed: int = 0):
+  """12 leads of narrow QRS-like spikes plus broad T waves and noise at a known rate."""
+  rng = np.random.default_rng(seed)
+  t = np.arange(int(fs * seconds)) / fs
+  signal = np.zeros_like(t)
+  for beat in np.arange(0.3, seconds, 60.0 / bpm):
+    signal += 1.2 * np.exp(-0.5 * ((t - beat) / 0.012) ** 2)
+    signal += 0.3 * np.exp(-0.5 * ((t - beat - 0.25) / 0.05) ** 2)
+  gains = rng.uniform(0.3, 1.2, 12) * rng.choice([-1, 1], 12)
+  return signal[:, None] * gains + 0.02 * rng.standard_normal((len(t), 12))
+
+
+@pytest.mark.parametrize('bpm', [30, 45, 60, 75, 100, 150, 200])
+def test_heart_rate_within_2_bpm_on_known_rates(bpm):
+  assert abs(float(heart_rate.heart_rate(synthetic_ecg(bpm, seed=bpm))) - bpm) < 2.0
+
+
+def test_heart_rate_is_batched_and_flags_flat_signals():
+  batch = np.stack([synthetic_ecg(60), synthetic_ecg(120, seed=1), np.zeros((1024, 12))])
+  rates = heart_rate.heart_rate(batch)
+  assert rates.shape == (3,)
+  assert abs(rates[0] - 60) < 2 and abs(rates[1] - 120) < 2 and np.isnan(rates[2])
+
+
+def test_nan_samples_are_replaced_and_counted():
+  x = np.ones((10, 2))
+  x[3, 1] = np.nan
+  x[7, 0] = np.nan
+  cleaned, count = preprocessing.replace_nans(x)
+  assert count == 2 and cleaned[3, 1] == 0 and cleaned[7, 0] == 0 and np.isfinite(cleaned).all()
+
+
+def test_resample_and_lead_order():
+  x = np.sin(np.linspace(0, 20 * np.pi, 5000))[:, None].repeat(12, 1)
+  assert preprocessing.resample(x).shape == (1024, 12)
+  order = preprocessing.standard_lead_order(
+      ['I', 'II', 'III', 'aVR', 'aVF', 'aVL', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6'])
+  assert order[4:6] == [5, 4]
+  with pytest.raises(ValueError, match="missing leads"):
+    preprocessing.standard_lead_order(['I', 'II'])
+
+
+def test_split_is_deterministic_disjoint_and_sized():
+  ids = [str(i) for i in range(1, 201)]
+  a, b = ludb.split_record_ids(ids), ludb.split_record_ids(list(reversed(ids)))
+  assert a == b
+  assert {k: len(v) for k, v in a.items()} == {'train': 160, 'val': 20, 'test': 20}
+  assert len(set(a['train']) | set(a['val']) | set(a['test'])) == 200
+
+
+def test_parse_comments():
+  age, sex, reports = ludb.parse_comments(
+      ['<age>: 51', '<sex>: F', '<diagnoses>:', 'Rhythm: Sinus bradycardia.',
+       'Electric axis of the heart: left axis deviation. ', 'Left ventricular hypertrophy.'])
+  assert (age, sex) == (51.0, 'F')
+  assert reports == ['Sinus bradycardia', 'Electric axis of the heart: left axis deviation',
+                     'Left ventricular hypertrophy']
+  age, sex, _ = ludb.parse_comments(['<age>: >89', '<sex>: ?', '<diagnoses>:', 'x'])
+  assert np.isnan(age) and sex == ''
+
+
+def test_bundled_build(tfds_dir):
+  builder = ludb.Ludb(data_dir=str(tfds_dir), file_format='array_record')
+  sources = builder.as_data_source()
+  assert {k: len(v) for k, v in sources.items()} == {'train': 160, 'val': 20, 'test': 20}
+  example = sources['test'][0]
+  assert example['ecg'].shape == (1024, 12) and example['ecg'].dtype == np.float32
+  assert 20 <= example['heart_rate'] <= 300 and len(example['reports']) >= 1
+  ids = [sources[s][i]['record_id'] for s in sources for i in range(len(sources[s]))]
+  assert len(set(ids)) == 200  # patient-level: no record in two splits
+
+
+def test_corrupt_and_truncated_records_are_skipped_and_counted(tmp_path, caplog):
+  raw = tmp_path / 'raw'
+  (raw / 'data').mkdir(parents=True)
+  records = [str(i) for i in range(1, 21)]
+  for r in records:
+    for ext in ('hea', 'dat'):
+      shutil.copy(ludb.BUNDLED_DIR / 'data' / f'{r}.{ext}', raw / 'data' / f'{r}.{ext}')
+  truncated, corrupt = ludb.split_record_ids(records)['train'][:2]
+  (raw / 'data' / f'{truncated}.dat').write_bytes(
+      (raw / 'data' / f'{truncated}.dat').read_bytes()[:1000])
+  (raw / 'data' / f'{corrupt}.hea').write_text('this is not a header\n')
+  (raw / 'RECORDS').write_text('\n'.join(f'data/{r}' for r in records))
+  with caplog.at_level('WARNING'):
+    builder = ludb.build(tmp_path / 'tfds', raw)
+  sizes = {k: len(v) for k, v in builder.as_data_source().items()}
+  assert sizes == {'train': 14, 'val': 2, 'test': 2}
+  messages = ' '.join(r.getMessage() for r in caplog.records)
+  assert f'skipping record {truncated}' in messages and f'skipping record {corrupt}' in messages
+  assert 'skipped 2 corrupt record(s)' in messages
+
+
+def test_reading_needs_no_tensorflow(tfds_dir):
+  code = ('import sys, json; from diffusets_jax.datasets import ludb;'
+          f'src = ludb.Ludb(data_dir={str(tfds_dir)!r}, file_format="array_record")'
+          '.as_data_source("train"); src[0];'
+          'print(json.dumps("tensorflow" in sys.modules))')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+  assert json.loads(out.stdout.strip().splitlines()[-1]) is False
+
+
+def test_batches_depend_only_on_the_step_and_split_over_devices():
+  a = input_pipeline.batch_indices(7, 160, 32, seed=0)
+  assert np.array_equal(a, input_pipeline.batch_indices(7, 160, 32, seed=0))
+  epoch = np.concatenate([input_pipeline.batch_indices(s, 160, 32, 0) for s in range(5)])
+  assert sorted(epoch) == list(range(160))
+  sharded = input_pipeline.shard({'x': np.zeros((8, 3))}, num_devices=4)
+  assert sharded['x'].shape == (4, 2, 3)
+  with pytest.raises(ValueError, match='divisible by 4'):
+    input_pipeline.shard({'x': np.zeros((6, 3))}, num_devices=4)
+  with pytest.raises(ValueError, match='larger than the 10 training'):
+    input_pipeline.steps_per_epoch(10, 32)
