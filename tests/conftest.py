@@ -1,7 +1,13 @@
 """Shared fixtures: a very small config and the LUDB dataset built once per test session."""
 import os
+import tempfile
 
-import pytest
+# One on-disk XLA cache for the whole session, its workers and the CLIs they start: the same
+# tiny programs are then compiled once. Set before JAX is imported.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
+                      os.path.join(tempfile.gettempdir(), 'diffusets_jax_test_xla_cache'))
+
+import pytest  # noqa: E402
 
 from configs import tiny
 
@@ -47,6 +53,3 @@ def trained_workdir(tmp_path_factory, tfds_dir):
   trainer.train_and_evaluate(config, workdir, 'all')
   return workdir
 
-
-def pytest_configure(config):
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')

@@ -1,0 +1,99 @@
+"""Generation from a (briefly) trained workdir: the API, the CLI outputs and bad input."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+
+from diffusets_jax.generate import Generator
+from diffusets_jax.io import ecg_files, plots
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def generator(trained_workdir):
+  return Generator.from_workdir(trained_workdir)
+
+
+def test_generate_shapes_determinism_and_conditions(generator):
+  a = generator.generate(['Sinus rhythm'], age=50, sex='F', heart_rate=70, num=2,
+                         sampler='ddim', steps=5, seed=3)
+  b = generator.generate(['Sinus rhythm'], age=50, sex='F', heart_rate=70, num=2,
+                         sampler='ddim', steps=5, seed=3)
+  c = generator.generate(['Atrial fibrillation', 'Left axis deviation'], age=80, sex='M',
+                         heart_rate=120, num=2, sampler='ddim', steps=5, seed=3)
+  assert a.shape == (2, 1024, 12) and np.isfinite(a).all()
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, c)  # the condition reaches the output
+
+
+def test_ddpm_sampler_runs(generator):
+  out = generator.generate('Sinus rhythm', age=50, sex='F', heart_rate=70, num=1,
+                           sampler='ddpm', seed=0)
+  assert out.shape == (1, 1024, 12) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(age=-3), 'age must be 0-120 years, got -3'),
+    (dict(heart_rate=10), 'heart rate must be 20-300 bpm, got 10'),
+    (dict(sex='X'), "sex must be 'M' or 'F'"),
+    (dict(reports=['  ']), 'non-empty'),
+    (dict(sampler='euler'), "sampler must be 'ddpm' or 'ddim'"),
+])
+def test_bad_input_is_named(generator, kwargs, message):
+  args = dict(reports=['Sinus rhythm'], age=50, sex='F', heart_rate=70, num=1)
+  args.update(kwargs)
+  with pytest.raises(ValueError, match=message):
+    generator.generate(**args)
+
+
+def test_wfdb_round_trip_at_both_rates(tmp_path):
+  t = np.arange(1024) / 102.4
+  ecg = np.stack([np.sin(2 * np.pi * (k + 1) * t / 10) * 0.5 for k in range(12)], 1)
+  ecg_files.write_wfdb(ecg, tmp_path, 'a', 102.4, comments=['test'])
+  record = wfdb.rdrecord(str(tmp_path / 'a'))
+  assert record.fs == 102.4 and record.sig_name[4:6] == ['aVL', 'aVF'] and record.units[0] == 'mV'
+  np.testing.assert_allclose(record.p_signal, ecg, atol=1e-3)
+  ecg_files.write_wfdb(ecg, tmp_path, 'b', 500)
+  record = wfdb.rdrecord(str(tmp_path / 'b'))
+  assert record.p_signal.shape == (5000, 12)
+  # 500 Hz sample 5n falls on 102.4 Hz sample 1.024 n: compare at the shared instants.
+  np.testing.assert_allclose(record.p_signal[::625], ecg[::128], atol=2e-2)
+  with pytest.raises(ValueError, match='sample rate'):
+    ecg_files.write_wfdb(ecg, tmp_path, 'c', 250)
+
+
+def test_plot_has_the_paper_scale(tmp_path):
+  from PIL import Image
+  path = plots.plot_ecg(np.zeros((1024, 12)), 102.4, tmp_path / 'x.png', 'flat')
+  width_px, _ = Image.open(path).size
+  # 10 mm calibration margin + 10 s at 25 mm/s = 260 mm at 150 dpi
+  assert abs(width_px - 260 / 25.4 * 150) < 3
+  with pytest.raises(ValueError, match='shape'):
+    plots.plot_ecg(np.zeros((1024, 11)), 102.4, tmp_path / 'y.png')
+
+
+def test_sample_cli_writes_every_format(trained_workdir, tmp_path):
+  out = tmp_path / 'samples'
+  subprocess.run([sys.executable, 'sample.py', f'--workdir={trained_workdir}',
+                  '--text=Sinus bradycardia', '--text=Left axis deviation', '--age=60',
+                  '--sex=F', '--hr=55', '--num=2', '--sampler=ddim', '--steps=4',
+                  f'--out={out}', '--wfdb_rate=500'], cwd=ROOT, check=True,
+                 capture_output=True, text=True)
+  record = wfdb.rdrecord(str(out / 'ecg_001'))
+  assert record.fs == 500 and record.p_signal.shape == (5000, 12)
+  assert any('Most importantly' in c for c in record.comments)
+  with np.load(out / 'ecgs.npz') as f:
+    assert f['ecg'].shape == (2, 1024, 12)
+  assert (out / 'ecg_000.png').stat().st_size > 50_000
+
+
+def test_sample_cli_rejects_bad_age(trained_workdir, tmp_path):
+  run = subprocess.run([sys.executable, 'sample.py', f'--workdir={trained_workdir}',
+                        '--text=Sinus rhythm', '--age=-3', '--sex=F', '--hr=55',
+                        f'--out={tmp_path}/x'], cwd=ROOT, capture_output=True, text=True)
+  assert run.returncode != 0 and 'age must be 0-120 years, got -3' in run.stderr
+  assert not (tmp_path / 'x').exists()  # nothing half-written
