@@ -39,9 +39,8 @@ class Generator:
                checkpoints.restore_params(workdir, 'diffusion', unet_target))
 
   def prompt(self, reports) -> str:
+    """One report (str) or several in order -> the prompt; empty reports are rejected there."""
     reports = [reports] if isinstance(reports, str) else list(reports)
-    if not reports or not all(str(r).strip() for r in reports):
-      raise ValueError('text must be one or more non-empty reports, e.g. "sinus bradycardia"')
     return prompts.build_prompt(reports, self.config.text.template)
 
   def condition(self, reports, age: float, sex: str, heart_rate: float, num: int) -> np.ndarray:
