@@ -12,14 +12,18 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from diffusets_jax.conditioning import text_encoders
 from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ
 from diffusets_jax.generate import Generator
 from diffusets_jax.io import ecg_files, plots
+from diffusets_jax.training import checkpoints
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Trained workdir (from train.py).')
 _TEXT = flags.DEFINE_multi_string('text', None, 'Clinical report; repeat for ordered reports.')
-_AGE = flags.DEFINE_float('age', None, 'Age in years, 0-120.')
-_SEX = flags.DEFINE_enum('sex', None, ['M', 'F'], 'Sex: M or F.', case_sensitive=False)
+_AGE = flags.DEFINE_float('age', None, 'Age in years, 0-120. Omit if unknown: it is then filled '
+                          'with the median training age the model recorded.')
+_SEX = flags.DEFINE_enum('sex', 'U', ['M', 'F', 'U'], 'Sex: M, F, or U (unknown, coded 0.5).',
+                         case_sensitive=False)
 _HR = flags.DEFINE_float('hr', None, 'Heart rate in bpm, 20-300.')
 _NUM = flags.DEFINE_integer('num', 4, 'How many ECGs to generate.')
 _SAMPLER = flags.DEFINE_enum('sampler', None, ['ddpm', 'ddim'],
@@ -31,22 +35,40 @@ _OUT = flags.DEFINE_string('out', None, 'Output directory.')
 _WFDB_RATE = flags.DEFINE_enum('wfdb_rate', '102.4', ['102.4', '500'],
                                'Sample rate of the WFDB files: the model\'s 102.4 Hz, or 500 Hz '
                                '(FFT-resampled).')
-flags.mark_flags_as_required(['workdir', 'text', 'age', 'sex', 'hr', 'out'])
+_TEXT_ENCODER = flags.DEFINE_enum(
+    'text_encoder', None, list(text_encoders.ENCODERS),
+    'The text encoder you expect the model to use; sampling stops with an error if it was '
+    'trained with another. Default: the one it was trained with.')
+flags.mark_flags_as_required(['workdir', 'text', 'hr', 'out'])
+
+
+def expected_text_encoder(workdir, name: str | None):
+  """The encoder named on the command line, with the workdir's other text settings."""
+  if name is None:
+    return None
+  text_config = checkpoints.load_config(workdir).text
+  text_config.encoder, text_config.model, text_config.dim = name, '', 0
+  text_encoders.resolve(text_config)
+  return text_encoders.make_text_encoder(text_config)
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every save and restore at INFO
   sex = _SEX.value.upper()
-  generator = Generator.from_workdir(_WORKDIR.value)
-  ecgs = generator.generate(_TEXT.value, _AGE.value, sex, _HR.value, _NUM.value, _SAMPLER.value,
-                            _STEPS.value, _SEED.value)
+  generator = Generator.from_workdir(
+      _WORKDIR.value, expected_text_encoder(_WORKDIR.value, _TEXT_ENCODER.value))
+  ecgs = generator.generate(_TEXT.value, _AGE.value, None if sex == 'U' else sex, _HR.value,
+                            _NUM.value, _SAMPLER.value, _STEPS.value, _SEED.value)
+  age = generator.conditioning['missing_age'] if _AGE.value is None else _AGE.value
   out = Path(_OUT.value)
   prompt = generator.prompt(_TEXT.value)
   sampler = _SAMPLER.value or generator.config.sampling.sampler
-  conditions = dict(reports=_TEXT.value, prompt=prompt, age=_AGE.value, sex=sex,
-                    heart_rate=_HR.value, sampler=sampler, seed=_SEED.value)
-  title = (f'{" | ".join(_TEXT.value)}\n{sex}, {_AGE.value:g} y, requested HR {_HR.value:g} bpm, '
+  conditions = dict(reports=_TEXT.value, prompt=prompt, age=age, age_known=_AGE.value is not None,
+                    sex=sex, heart_rate=_HR.value, sampler=sampler, seed=_SEED.value,
+                    text_encoder=generator.text_encoder.model)
+  age_text = f'{age:g} y' if _AGE.value is not None else f'age unknown ({age:g} y used)'
+  title = (f'{" | ".join(_TEXT.value)}\n{sex}, {age_text}, requested HR {_HR.value:g} bpm, '
            f'{sampler}, seed {_SEED.value}')
   for i, ecg in enumerate(ecgs):
     name = f'ecg_{i:03d}'

@@ -15,8 +15,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.manual_dir = 'data/ludb'    # raw WFDB records
 
   config.text = ml_collections.ConfigDict()
-  config.text.encoder = 'hashing'
-  config.text.dim = 256
+  config.text.encoder = 'minilm'          # minilm (offline, 384-d) | openai | hashing
+  config.text.model = ''                  # '': the encoder's default (openai: ada-002)
+  config.text.dim = 0                     # 0: the encoder's own width
+  config.text.batch_size = 64             # prompts per minilm forward pass
+  config.text.cache_dir = '~/.cache/diffusets_jax/embeddings'  # '': no embedding cache
+  config.text.openai = ml_collections.ConfigDict()
+  config.text.openai.base_url = ''        # '': api.openai.com; the key is OPENAI_API_KEY
+  config.text.openai.batch_size = 512     # prompts per request
+  config.text.openai.max_retries = 6      # on 429, time-outs, 5xx, malformed responses
+  config.text.openai.timeout_seconds = 60.0
   config.text.template = ml_collections.ConfigDict(dict(
       single='The report of the ECG is that {text}.',
       first='Most importantly, the 1st diagnosis is {text}.',

@@ -1,12 +1,13 @@
-"""The paper-size DiffuSETS: reference VAE and U-Net, ada-002-width text (1536-d).
+"""The paper-size DiffuSETS: reference VAE and U-Net, conditioned on OpenAI ada-002 (1536-d).
 
-The hashing encoder stands in at 1536-d until a real text encoder is configured; with it the
-model has exactly the reference's shapes.
+Embedding the prompts needs OPENAI_API_KEY (once per distinct prompt; they are cached). Offline,
+`--config.text.encoder=minilm` gives the same networks with a 384-d text condition.
 """
 from configs import default
 
 
 def get_config():
   config = default.get_config()
-  config.text.dim = 1536
+  config.text.encoder = 'openai'
+  config.text.model = 'text-embedding-ada-002'
   return config

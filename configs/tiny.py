@@ -4,7 +4,6 @@ from configs import default
 
 def get_config():
   config = default.get_config()
-  config.text.dim = 64
   config.vae.channels = (16, 32, 32)
   config.vae.groups = 8
   config.vae.batch_size = 32

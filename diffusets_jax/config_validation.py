@@ -1,6 +1,8 @@
 """Config checks: unknown fields (typos) and impossible values fail early with a clear message."""
 import ml_collections
 
+from diffusets_jax.conditioning import text_encoders
+
 
 def unknown_fields(config, reference, prefix: str = '') -> list[str]:
   names = []
@@ -20,6 +22,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if unknown:
     raise ValueError(f'unknown config field(s): {", ".join(unknown)} '
                      f'(the known fields are in configs/default.py)')
+  text_encoders.resolve(config.text)
   if config.vae.latent_channels < 1:
     raise ValueError('vae.latent_channels must be positive')
   for channels in config.vae.channels:

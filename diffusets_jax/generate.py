@@ -7,6 +7,7 @@
   ecgs.shape  # (4, 1024, 12), mV, standard lead order, 102.4 Hz
 """
 import functools
+import json
 
 import numpy as np
 import jax
@@ -19,36 +20,62 @@ from diffusets_jax.training import checkpoints, trainer
 
 
 class Generator:
-  """A trained VAE decoder and U-Net with the text encoder they were trained with."""
+  """A trained VAE decoder and U-Net with the text encoder they were trained with.
 
-  def __init__(self, config, vae_params, unet_params):
+  `conditioning` is the trained model's record (trainer.conditioning_record): its text encoder
+  and prompt template, and the values that stand in for an unknown age or sex.
+  """
+
+  def __init__(self, config, vae_params, unet_params, conditioning: dict, text_encoder=None):
+    trainer.check_conditioning(conditioning, config, 'the trained U-Net')
     self.config = config
+    self.conditioning = conditioning
     self.vae = factory.make_vae(config)
     self.unet = factory.make_unet(config)
     self.vae_params = vae_params
     self.unet_params = unet_params
     self.schedule = trainer.schedule_from_config(config)
-    self.text_encoder = text_encoders.make_text_encoder(config.text)
+    if text_encoder is None:
+      text_encoder = text_encoders.make_text_encoder(config.text)
+    trained = conditioning['text']
+    offered = dict(encoder=text_encoder.name, model=text_encoder.model, dim=text_encoder.dim)
+    if offered != {k: trained[k] for k in offered}:
+      raise ValueError(
+          f'this model was trained on {trainer.describe_text(trained)} embeddings; the text '
+          f'encoder given is {trainer.describe_text(offered)}. Embeddings of another encoder '
+          f'mean nothing to it: use {trained["encoder"]} ({trained["model"]}).')
+    self.text_encoder = text_encoder
 
   @classmethod
-  def from_workdir(cls, workdir) -> 'Generator':
+  def from_workdir(cls, workdir, text_encoder=None) -> 'Generator':
+    """Loads a trained workdir. text_encoder: optional TextEncoder instance to embed prompts
+    with (e.g. an OpenAIEncoder with its own base_url); it must be the one trained with."""
     config = checkpoints.load_config(workdir)
+    record_path = trainer.conditioning_path(workdir)
+    if not record_path.exists():
+      raise FileNotFoundError(f'{record_path} not found: {workdir} has no trained diffusion '
+                              f'stage (run train.py --stage diffusion)')
+    conditioning = json.loads(record_path.read_text())
     _, vae_target = trainer.vae_state(config, 1)
     _, unet_target = trainer.unet_state(config, 1)
     return cls(config, checkpoints.restore_params(workdir, 'vae', vae_target),
-               checkpoints.restore_params(workdir, 'diffusion', unet_target))
+               checkpoints.restore_params(workdir, 'diffusion', unet_target), conditioning,
+               text_encoder)
 
   def prompt(self, reports) -> str:
     """One report (str) or several in order -> the prompt; empty reports are rejected there."""
     reports = [reports] if isinstance(reports, str) else list(reports)
     return prompts.build_prompt(reports, self.config.text.template)
 
-  def condition(self, reports, age: float, sex: str, heart_rate: float, num: int) -> np.ndarray:
-    """Validated condition vectors (num, d_text + 3) for one set of conditions."""
+  def condition(self, reports, age: float | None, sex: str | None, heart_rate: float,
+                num: int) -> np.ndarray:
+    """Validated condition vectors (num, d_text + 3) for one set of conditions. An unknown
+    age or sex (None) is filled as in training (see conditioning/patient.py)."""
     patient.validate_patient(age, sex, heart_rate)
     embedding = self.text_encoder.encode([self.prompt(reports)])
+    age = self.conditioning['missing_age'] if age is None else age
     return np.repeat(patient.condition_vector(
-        embedding, [patient.SEX_CODES[sex]], [age], [heart_rate]), num, axis=0)
+        embedding, patient.sex_codes([sex]), [age], [heart_rate]), num, axis=0)
 
   @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
   def _sample(self, params, cond, num, sampler, steps, rng):
@@ -61,12 +88,12 @@ class Generator:
       return samplers.ddpm_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng, clip)
     return samplers.ddim_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng, steps, clip)
 
-  def generate(self, reports, age: float, sex: str, heart_rate: float, num: int = 1,
+  def generate(self, reports, age: float | None, sex: str | None, heart_rate: float, num: int = 1,
                sampler: str | None = None, steps: int | None = None, seed: int = 0) -> np.ndarray:
     """ECGs (num, 1024, 12) in mV, standard lead order, 102.4 Hz.
 
-    reports: one report or several in order of importance; age in years (0-120); sex 'M' or
-    'F'; heart_rate in bpm (20-300); sampler 'ddpm' (1000 ancestral steps, the reference) or
+    reports: one report or several in order of importance; age in years (0-120) or None
+    (unknown); sex 'M', 'F' or None (unknown); heart_rate in bpm (20-300); sampler 'ddpm' (1000 ancestral steps, the reference) or
     'ddim' (`steps` deterministic steps); both run as one jitted scan including the VAE decode.
     """
     sampler = sampler or self.config.sampling.sampler

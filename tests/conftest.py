@@ -16,7 +16,7 @@ def micro_config(tfds_dir: str):
   """Smaller than configs/tiny.py, so each compile in a test takes seconds."""
   config = tiny.get_config()
   config.data.tfds_dir = str(tfds_dir)
-  config.text.dim = 16
+  config.text.cache_dir = os.path.join(os.path.dirname(str(tfds_dir)), 'embedding_cache')
   config.vae.channels = (8, 8, 8)
   config.vae.groups = 4
   config.vae.batch_size = 8

@@ -56,7 +56,7 @@ def test_unknown_encoder_is_named():
     (130, 'F', 60, 'age must be'),
     (50, 'F', 10, 'heart rate must be 20-300 bpm, got 10'),
     (50, 'F', 400, 'heart rate must be'),
-    (50, 'X', 60, "sex must be 'M' or 'F'"),
+    (50, 'X', 60, "sex must be 'M', 'F' or unknown"),
 ])
 def test_patient_validation(age, sex, hr, message):
   with pytest.raises(ValueError, match=message):

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
 import wfdb
@@ -39,7 +40,7 @@ def test_ddpm_sampler_runs(generator):
 @pytest.mark.parametrize('kwargs, message', [
     (dict(age=-3), 'age must be 0-120 years, got -3'),
     (dict(heart_rate=10), 'heart rate must be 20-300 bpm, got 10'),
-    (dict(sex='X'), "sex must be 'M' or 'F'"),
+    (dict(sex='X'), "sex must be 'M', 'F' or unknown"),
     (dict(reports=['  ']), 'non-empty'),
     (dict(sampler='euler'), "sampler must be 'ddpm' or 'ddim'"),
 ])
@@ -97,3 +98,35 @@ def test_sample_cli_rejects_bad_age(trained_workdir, tmp_path):
                         f'--out={tmp_path}/x'], cwd=ROOT, capture_output=True, text=True)
   assert run.returncode != 0 and 'age must be 0-120 years, got -3' in run.stderr
   assert not (tmp_path / 'x').exists()  # nothing half-written
+
+
+def test_generator_refuses_another_text_encoder(trained_workdir):
+  from diffusets_jax.conditioning.text_encoders import HashingEncoder
+  with pytest.raises(ValueError, match=r'trained on minilm \(all-MiniLM-L6-v2, 384-d\)'):
+    Generator.from_workdir(trained_workdir, text_encoder=HashingEncoder(384))
+
+
+def test_generator_refuses_a_changed_prompt_template(generator):
+  config = ml_collections.ConfigDict(generator.config.to_dict())
+  config.text.template.separator = ''
+  with pytest.raises(ValueError, match='the prompt template differs'):
+    Generator(config, generator.vae_params, generator.unet_params, generator.conditioning)
+
+
+def test_unknown_age_and_sex_are_filled_as_in_training(generator, trained_workdir):
+  from diffusets_jax.training import trainer
+  train_ages = trainer.load_latents(trained_workdir, 'train')['cond'][:, -2]
+  assert generator.conditioning['missing_age'] == float(np.median(train_ages))
+  cond = generator.condition(['Sinus rhythm'], None, None, 70, num=2)
+  np.testing.assert_allclose(cond[:, -3:], [[0.5, np.median(train_ages), 70]] * 2)
+  known = generator.condition(['Sinus rhythm'], 50, 'M', 70, num=1)
+  np.testing.assert_array_equal(known[0, -3:], [1.0, 50.0, 70.0])
+  np.testing.assert_array_equal(known[0, :-3], cond[0, :-3])
+
+
+def test_sample_cli_refuses_another_text_encoder(trained_workdir, tmp_path):
+  run = subprocess.run([sys.executable, 'sample.py', f'--workdir={trained_workdir}',
+                        '--text=Sinus rhythm', '--hr=55', '--text_encoder=hashing',
+                        f'--out={tmp_path}/x'], cwd=ROOT, capture_output=True, text=True)
+  assert run.returncode != 0 and 'trained on minilm' in run.stderr
+  assert not (tmp_path / 'x').exists()

@@ -67,3 +67,12 @@ def test_workdir_without_checkpoints(tmp_path):
   from diffusets_jax.generate import Generator
   with pytest.raises(FileNotFoundError, match='not a trained diffusets-jax workdir'):
     Generator.from_workdir(tmp_path)
+
+
+def test_diffusion_refuses_latents_of_another_text_encoder(trained_workdir, tfds_dir):
+  from tests.conftest import micro_config
+  config = micro_config(tfds_dir)
+  config.text.encoder = 'hashing'
+  config = config_validation.validate(config)
+  with pytest.raises(ValueError, match=r'made with text encoder minilm .* asks for hashing'):
+    trainer.train_diffusion(config, trained_workdir)

@@ -1,13 +1,22 @@
-"""Text encoders: prompts -> unit-norm embeddings (n, dim) float32.
+"""Text encoders: prompts -> embeddings (n, dim) float32, chosen by `config.text.encoder`.
 
-Every encoder has `name`, `model` and `dim` (recorded in a trained model's config, since a model
-only understands the embeddings it was trained with) and `encode(prompts)`.
+- `minilm`: all-MiniLM-L6-v2 in Flax, 384-d, offline (the default).
+- `openai`: the OpenAI embeddings API, `text-embedding-ada-002` (1536-d, the paper's) by default,
+  or text-embedding-3-small/large; needs OPENAI_API_KEY.
+- `hashing`: bag-of-words feature hashing, a deterministic placeholder for quick tests.
+
+A model only understands the embeddings it was trained with, so `identity(config.text)` (encoder,
+model, width and prompt template) is recorded with the latents and the trained U-Net, and
+sampling refuses another.
 """
 import hashlib
 import re
 from typing import Protocol, Sequence
 
+import ml_collections
 import numpy as np
+
+from diffusets_jax.conditioning import embedding_cache, minilm, openai_encoder
 
 
 class TextEncoder(Protocol):
@@ -51,12 +60,63 @@ class HashingEncoder:
     return out / np.maximum(norms, 1e-12)
 
 
-ENCODERS = {'hashing': HashingEncoder}
+ENCODERS = ('minilm', 'openai', 'hashing')
+DEFAULT_MODELS = {'minilm': minilm.MODEL_NAME, 'openai': 'text-embedding-ada-002',
+                  'hashing': 'bag-of-words-blake2b'}
 
 
-def make_text_encoder(text_config) -> TextEncoder:
-  """Builds the encoder named by `text_config.encoder` (see configs/default.py)."""
+def resolve(text_config) -> None:
+  """Fills `model` and `dim` where the config leaves them to the encoder ('' and 0), and checks
+  they are possible; the config then records exactly what the model is conditioned on."""
   name = text_config.encoder
   if name not in ENCODERS:
-    raise ValueError(f'unknown text encoder {name!r}; available: {sorted(ENCODERS)}')
-  return ENCODERS[name](dim=text_config.dim)
+    raise ValueError(f'unknown text encoder {name!r}; choose one of {", ".join(ENCODERS)}')
+  text_config.model = text_config.model or DEFAULT_MODELS[name]
+  if name == 'minilm':
+    if text_config.model != minilm.MODEL_NAME:
+      raise ValueError(f'the minilm encoder is {minilm.MODEL_NAME}, got text.model='
+                       f'{text_config.model!r}')
+    if text_config.dim not in (0, minilm.MiniLMEncoder.dim):
+      raise ValueError(f'{minilm.MODEL_NAME} embeddings are {minilm.MiniLMEncoder.dim}-d, got '
+                       f'text.dim={text_config.dim} (leave it 0 to follow the encoder)')
+    text_config.dim = minilm.MiniLMEncoder.dim
+  elif name == 'openai':
+    # Construction checks the model/width pair; it needs no key and makes no request.
+    text_config.dim = openai_encoder.OpenAIEncoder(text_config.model, text_config.dim).dim
+  else:
+    text_config.dim = text_config.dim or 256
+    text_config.model = f'{DEFAULT_MODELS["hashing"]}-{text_config.dim}'
+
+
+def embedding_dim(text_config) -> int:
+  """The text width a config asks for, resolved without changing the config."""
+  resolved = ml_collections.ConfigDict(text_config.to_dict())
+  resolve(resolved)
+  return resolved.dim
+
+
+def identity(text_config) -> dict:
+  """What a trained model's conditions depend on: encoder, model, width and prompt template."""
+  return dict(encoder=text_config.encoder, model=text_config.model, dim=int(text_config.dim),
+              template={k: text_config.template[k] for k in sorted(text_config.template)})
+
+
+def make_text_encoder(text_config, use_cache: bool = True) -> embedding_cache.CachedEncoder:
+  """The encoder named by a resolved `text_config` (see configs/default.py), behind the
+  embedding cache in `text_config.cache_dir` (none if use_cache is False, the dir is '', or the
+  encoder is `hashing`, which is cheaper to recompute than to read back)."""
+  name = text_config.encoder
+  if name == 'minilm':
+    encoder = minilm.MiniLMEncoder(batch_size=text_config.batch_size)
+  elif name == 'openai':
+    encoder = openai_encoder.OpenAIEncoder(
+        text_config.model, text_config.dim, text_config.openai.batch_size,
+        text_config.openai.base_url, text_config.openai.max_retries,
+        text_config.openai.timeout_seconds)
+  elif name == 'hashing':
+    encoder = HashingEncoder(dim=text_config.dim)
+  else:
+    raise ValueError(f'unknown text encoder {name!r}; choose one of {", ".join(ENCODERS)}')
+  cached = use_cache and text_config.cache_dir and name != 'hashing'
+  cache = embedding_cache.EmbeddingCache(text_config.cache_dir) if cached else None
+  return embedding_cache.CachedEncoder(encoder, cache)

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 
+from diffusets_jax.conditioning import text_encoders
 from diffusets_jax.datasets.preprocessing import NUM_SAMPLES
 from diffusets_jax.models.unet import UNet
 from diffusets_jax.models.vae import VAE, latent_length
@@ -20,7 +21,8 @@ def make_unet(config) -> UNet:
 
 
 def condition_dim(config) -> int:
-  return config.text.dim + 3  # text embedding, sex, age, heart rate
+  # text embedding, sex, age, heart rate
+  return text_encoders.embedding_dim(config.text) + 3
 
 
 def latent_shape(config) -> tuple[int, int]:

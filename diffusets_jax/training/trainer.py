@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from tqdm import tqdm
 
-from diffusets_jax.conditioning import patient, prompts, text_encoders
+from diffusets_jax.conditioning import openai_encoder, patient, prompts, text_encoders
 from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.diffusion.schedule import linear_schedule
 from diffusets_jax.models import factory
@@ -134,10 +134,33 @@ def latents_path(workdir, split: str) -> Path:
   return Path(workdir) / 'latents' / f'{split}.npz'
 
 
+def conditioning_record(config, missing_age: float) -> dict:
+  """What the conditions of this model were made with: the text encoder, model, width and
+  prompt template, and the values standing in for unknown age and sex."""
+  return dict(text=text_encoders.identity(config.text), missing_age=missing_age,
+              missing_sex=patient.UNKNOWN_SEX_CODE)
+
+
+def describe_text(identity: dict) -> str:
+  return f'{identity["encoder"]} ({identity["model"]}, {identity["dim"]}-d)'
+
+
+def check_conditioning(record: dict, config, where) -> None:
+  """Raises if `record` (from latents or a trained model) was made with other text settings."""
+  expected = text_encoders.identity(config.text)
+  if record['text'] != expected:
+    field = 'prompt template' if record['text']['template'] != expected['template'] else 'encoder'
+    raise ValueError(
+        f'{where} was made with text encoder {describe_text(record["text"])} and its prompt '
+        f'template, but the config asks for {describe_text(expected)}; the {field} differs. '
+        f'Use the text settings it was trained with, or re-run train.py --stage latents.')
+
+
 def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
   """Pre-encodes every split once with the trained VAE (a stochastic posterior sample, x 0.18215,
-  as the reference) and embeds each distinct prompt once. Writes latents/<split>.npz with
-  latent (n, 128, 4), cond (n, d_text + 3), prompts and record ids."""
+  as the reference) and embeds each distinct prompt once. Writes latents/<split>.npz holding
+  latent (n, 128, 4), cond (n, d_text + 3), the distinct prompts with their embeddings, the
+  record ids, and the conditioning record (JSON). Training reads these; it never embeds."""
   vae = factory.make_vae(config)
   if vae_params is None:
     _, target = vae_state(config, 1)
@@ -147,9 +170,11 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
                                               method=vae.encode)[0])
   latent_shape = factory.latent_shape(config)
   key = jax.random.PRNGKey(config.seed + 2)
-  written = {}
-  for split in SPLITS:
+  written, record = {}, None
+  for split in SPLITS:  # train first: it defines the fill value for unknown ages
     data = input_pipeline.read_all(input_pipeline.open_split(config.data, split))
+    if record is None:
+      record = conditioning_record(config, patient.missing_age_fill(data['age']))
     n, size = len(data['ecg']), config.diffusion.latent_encode_batch_size
     latents = []
     for start in tqdm(range(0, n, size), desc=f'encode {split}', unit='batch', leave=False):
@@ -160,20 +185,31 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
       latents.append(np.asarray(encode(jnp.asarray(padded), noise))[:len(chunk)])
     prompt_text = [prompts.build_prompt(r, config.text.template) for r in data['reports']]
     distinct = sorted(set(prompt_text))
-    embeddings = encoder.encode(distinct)
+    embeddings = encoder.encode(distinct, progress=True)
     position = {prompt: i for i, prompt in enumerate(distinct)}
     prompt_index = np.array([position[p] for p in prompt_text], np.int32)
-    sex = np.array([patient.SEX_CODES.get(s, np.nan) for s in data['sex']], np.float32)
-    cond = patient.condition_vector(embeddings[prompt_index], sex, data['age'], data['heart_rate'])
+    unknown_age = int(np.sum(~np.isfinite(data['age'])))
+    unknown_sex = sum(s not in patient.SEX_CODES for s in data['sex'])
+    if unknown_age or unknown_sex:
+      log.warning('%s: %d unknown age(s) filled with %.1f years, %d unknown sex(es) coded %.1f',
+                  split, unknown_age, record['missing_age'], unknown_sex, record['missing_sex'])
+    cond = patient.condition_vector(embeddings[prompt_index], patient.sex_codes(data['sex']),
+                                    patient.fill_ages(data['age'], record['missing_age']),
+                                    data['heart_rate'])
     path = latents_path(workdir, split)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix('.tmp.npz')
     np.savez(tmp, latent=np.concatenate(latents), cond=cond, prompts=np.array(distinct),
-             prompt_index=prompt_index, record_id=np.array(data['record_id']),
-             text_encoder=np.array(f'{encoder.name}:{encoder.model}'))
+             text_embedding=embeddings, prompt_index=prompt_index,
+             record_id=np.array(data['record_id']), conditioning=np.array(json.dumps(record)))
     tmp.replace(path)
     written[split] = path
   return written
+
+
+def conditioning_path(workdir) -> Path:
+  """The conditioning record of the trained U-Net (written when its training starts)."""
+  return Path(workdir) / 'diffusion' / 'conditioning.json'
 
 
 def load_latents(workdir, split: str) -> dict:
@@ -188,9 +224,9 @@ def load_latents(workdir, split: str) -> dict:
 def train_diffusion(config, workdir, max_steps: int | None = None):
   """Stage `diffusion` on the pre-encoded training latents."""
   data = load_latents(workdir, 'train')
-  if not np.all(np.isfinite(data['cond'])):
-    raise ValueError('training conditions contain NaN (unknown age or sex); '
-                     'drop those records or impute before training')
+  record = json.loads(str(data['conditioning']))
+  check_conditioning(record, config, f'the training latents in {latents_path(workdir, "train")}')
+  checkpoints.write_atomic(conditioning_path(workdir), json.dumps(record, indent=1))
   batch_size = config.diffusion.batch_size
   n = len(data['latent'])
   per_epoch = input_pipeline.steps_per_epoch(n, batch_size)
@@ -215,10 +251,12 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
 def train_and_evaluate(config, workdir, stage: str = 'all'):
   """Runs `stage` ('vae', 'latents', 'diffusion' or 'all') in workdir; returns what it wrote."""
   workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  checkpoints.save_config(workdir, config)
   if stage not in ('vae', 'latents', 'diffusion', 'all'):
     raise ValueError(f"stage must be 'vae', 'latents', 'diffusion' or 'all', got {stage!r}")
+  if config.text.encoder == 'openai' and stage != 'diffusion':
+    openai_encoder.api_key()  # fail now, not after the VAE has trained for hours
+  workdir.mkdir(parents=True, exist_ok=True)
+  checkpoints.save_config(workdir, config)
   if stage in ('vae', 'all'):
     state = train_vae(config, workdir)
     encode_latents(config, workdir, state.params)
