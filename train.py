@@ -28,15 +28,19 @@ def main(argv):
   config = config_validation.validate(_CONFIG.value)
   workdir = trainer.train_and_evaluate(config, _WORKDIR.value, _STAGE.value)
   curves = plots.plot_training_curves(workdir)
-  print(f'config:          {workdir / "config.json"}')
+  written = [('config', workdir / 'config.json')]
   for stage in ('vae', 'diffusion'):
     if (workdir / stage).exists():
-      print(f'{stage + " checkpoints:":<17}{workdir / stage / "checkpoints"}')
-      print(f'{stage + " metrics:":<17}{workdir / stage / "metrics.jsonl"}')
+      written += [(f'{stage} checkpoints', workdir / stage / 'checkpoints'),
+                  (f'{stage} metrics', workdir / stage / 'metrics.jsonl')]
   if (workdir / 'latents').exists():
-    print(f'latents:         {workdir / "latents"}')
+    written.append(('latents', workdir / 'latents'))
+  if trainer.conditioning_path(workdir).exists():
+    written.append(('text conditioning', trainer.conditioning_path(workdir)))
   if curves:
-    print(f'training curves: {curves}')
+    written.append(('training curves', curves))
+  for label, path in written:
+    print(f'{label + ":":<23}{path}')
 
 
 if __name__ == '__main__':

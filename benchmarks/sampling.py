@@ -9,20 +9,18 @@ per-step figure is the median repeat divided by the number of steps.
 """
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import jax
 import jax.numpy as jnp
-import flax
 
 from configs import diffusets
 from diffusets_jax.diffusion import samplers
 from diffusets_jax.diffusion.schedule import linear_schedule
 from diffusets_jax.models import factory
+import environment  # benchmarks/environment.py, beside this script
 
 
 def time_loop(batch: int, steps: int, repeats: int, config, params) -> dict:
@@ -70,9 +68,7 @@ def main():
     results.append(result)
   report = dict(
       benchmark='paper-size U-Net denoising loop (lax.scan), ms per step',
-      device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind,
-      platform=platform.platform(), processor=platform.processor(), cpu_count=os.cpu_count(),
-      python=platform.python_version(), jax=jax.__version__, flax=flax.__version__,
+      **environment.describe(),
       command=' '.join(['python', 'benchmarks/sampling.py'] + [
           f'--batch {" ".join(map(str, args.batch))}', f'--steps {args.steps}',
           f'--repeats {args.repeats}', f'--out {args.out}']),

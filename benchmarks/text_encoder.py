@@ -11,19 +11,17 @@ holds the prompts, so benchmarks/text_encoder_reference.py can time sentence-tra
 """
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import jax
-import flax
 import wfdb
 
 from configs import default
 from diffusets_jax.conditioning import minilm, prompts
 from diffusets_jax.datasets import ludb
+import environment  # benchmarks/environment.py, beside this script
 
 
 def ludb_prompts(manual_dir: Path) -> list[str]:
@@ -69,9 +67,7 @@ def main():
     results.append(result)
   report = dict(
       benchmark='Flax all-MiniLM-L6-v2 encode(), LUDB prompts, prompts per second',
-      device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind,
-      platform=platform.platform(), processor=platform.processor(), cpu_count=os.cpu_count(),
-      python=platform.python_version(), jax=jax.__version__, flax=flax.__version__,
+      **environment.describe(),
       token_lengths=dict(median=int(np.median(lengths)), max=max(lengths)),
       command=' '.join(['python', 'benchmarks/text_encoder.py',
                         f'--batch {" ".join(map(str, args.batch))}', f'--repeats {args.repeats}',

@@ -8,16 +8,14 @@ records carry it and its nearest other phrases by cosine similarity.
 """
 import argparse
 import collections
-import sys
 from pathlib import Path
 
 import numpy as np
 import wfdb
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from configs import default  # noqa: E402
-from diffusets_jax.conditioning import prompts, text_encoders  # noqa: E402
-from diffusets_jax.datasets import ludb  # noqa: E402
+from configs import default
+from diffusets_jax.conditioning import prompts, text_encoders
+from diffusets_jax.datasets import ludb
 
 
 def ludb_phrases(manual_dir: Path) -> collections.Counter:

@@ -93,10 +93,11 @@ class CachedEncoder:
   prompts being computed.
   """
 
-  def __init__(self, encoder, cache: EmbeddingCache | None, chunk_size: int = 1024):
+  def __init__(self, encoder, cache: EmbeddingCache | None):
     self.encoder = encoder
     self.cache = cache
-    self.chunk_size = chunk_size
+    # Whole encoder batches (OpenAI: one request each), small enough for the bar to move.
+    self.chunk_size = max(64, getattr(encoder, 'batch_size', 64))
     self.name, self.model, self.dim = encoder.name, encoder.model, encoder.dim
 
   def encode(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
