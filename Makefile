@@ -17,6 +17,10 @@ $(VENV)/installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
+$(VENV)/test-installed: $(VENV)/installed requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	touch $@
+
 install: $(VENV)/installed
 
 # Trains a tiny VAE and diffusion model on the bundled LUDB data (CPU, a few minutes), then
@@ -30,7 +34,7 @@ demo: install
 	    --num 4 --sampler ddpm --seed 1 --out $(DEMO)/samples/atrial_fibrillation
 	@echo "demo done: curves $(DEMO)/training_curves.png, ECGs under $(DEMO)/samples/"
 
-test: install
+test: $(VENV)/test-installed
 	$(PY) -m pytest -q -n 2 tests
 
 bench: install

@@ -1,0 +1,199 @@
+"""Reference PyTorch checkpoints <-> Flax: every layer type against torch, name mapping, round
+trip, lead order, text width, and bad files. PyTorch (CPU) is a test-only dependency."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+torch = pytest.importorskip('torch')
+F = torch.nn.functional
+
+from configs import diffusets  # noqa: E402
+from diffusets_jax.conversion import reference_checkpoints as ref  # noqa: E402
+from diffusets_jax.models import factory, layers, vae as vae_lib  # noqa: E402
+from diffusets_jax.models.unet import time_table  # noqa: E402
+from tests.conftest import micro_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYOUT = json.loads((ROOT / 'tests/fixtures/reference_checkpoint_layout.json').read_text())
+RNG = np.random.default_rng(0)
+
+
+def randn(*shape, scale=1.0):
+  return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def torch_ncl(x):  # ours (batch, length, channels) -> torch (batch, channels, length)
+  return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1)))
+
+
+def close(ours, theirs, atol=1e-5):
+  np.testing.assert_allclose(np.asarray(ours), theirs, atol=atol, rtol=1e-5)
+
+
+@pytest.mark.parametrize('kernel, stride, padding, length', [
+    (3, 1, 1, 64), (7, 1, 3, 8), (7, 1, 3, 128), (1, 1, 0, 32), (3, 2, 'right', 64),
+    (3, 2, 'right', 8)])
+def test_conv1d(kernel, stride, padding, length):
+  w, b, x = randn(16, 8, kernel), randn(16), randn(2, length, 8)
+  pads = ((0, 1),) if padding == 'right' else ((padding, padding),)
+  ours = layers.Conv1d(16, kernel, pads, stride).apply(
+      {'params': {'kernel': ref.to_ours('m/conv/kernel', w), 'bias': b}}, x)
+  xt = torch_ncl(x)
+  xt = F.pad(xt, (0, 1)) if padding == 'right' else xt
+  theirs = F.conv1d(xt, torch.from_numpy(w), torch.from_numpy(b), stride,
+                    0 if padding == 'right' else padding)
+  close(ours, theirs.numpy().transpose(0, 2, 1))
+
+
+@pytest.mark.parametrize('length', [4, 32])
+def test_conv_transpose1d_k4_s2_p1(length):
+  w, b, x = randn(8, 12, 4), randn(12), randn(2, length, 8)
+  name = 'upsampling_blocks_0/up/kernel'
+  ours = layers.ConvTranspose1d(12).apply({'params': {'kernel': ref.to_ours(name, w), 'bias': b}}, x)
+  theirs = F.conv_transpose1d(torch_ncl(x), torch.from_numpy(w), torch.from_numpy(b), 2, 1)
+  close(ours, theirs.numpy().transpose(0, 2, 1))
+  np.testing.assert_array_equal(ref.to_reference(name, ref.to_ours(name, w)), w)
+
+
+def test_linear():
+  w, b, x = randn(24, 16), randn(24), randn(3, 16)
+  ours = nn.Dense(24).apply({'params': {'kernel': ref.to_ours('m/fc/kernel', w), 'bias': b}}, x)
+  close(ours, F.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)).numpy())
+
+
+@pytest.mark.parametrize('groups', [1, 32])
+def test_group_norm(groups):
+  scale, bias, x = randn(64), randn(64), randn(2, 20, 64, scale=3.0) + 1.0
+  ours = layers.group_norm(groups).apply({'params': {'scale': scale, 'bias': bias}}, x)
+  theirs = F.group_norm(torch_ncl(x), groups, torch.from_numpy(scale), torch.from_numpy(bias), 1e-5)
+  close(ours, theirs.numpy().transpose(0, 2, 1))
+
+
+def test_layer_norm():
+  scale, bias, x = randn(48), randn(48), randn(2, 10, 48, scale=2.0)
+  ours = layers.layer_norm().apply({'params': {'scale': scale, 'bias': bias}}, x)
+  theirs = F.layer_norm(torch.from_numpy(x), (48,), torch.from_numpy(scale),
+                        torch.from_numpy(bias), 1e-5)
+  close(ours, theirs.numpy())
+
+
+def test_multihead_attention():
+  hidden, heads = 32, 8
+  torch_mha = torch.nn.MultiheadAttention(hidden, heads, batch_first=True)
+  with torch.no_grad():
+    for p in torch_mha.parameters():
+      p.copy_(torch.from_numpy(randn(*p.shape, scale=0.3)))
+  x = randn(2, 12, hidden)
+  theirs = torch_mha(*(torch.from_numpy(x),) * 3, need_weights=False)[0].detach().numpy()
+  in_kernel = ref.to_ours('a/attention/in_proj_kernel', torch_mha.in_proj_weight.detach().numpy())
+  in_bias = torch_mha.in_proj_bias.detach().numpy()
+  q, k, v = (x @ w + b for w, b in zip(np.split(in_kernel, 3, 1), np.split(in_bias, 3)))
+  out_kernel = ref.to_ours('a/attention/out_proj/kernel',
+                           torch_mha.out_proj.weight.detach().numpy())
+  ours = layers.multihead_attention(q, k, v, heads) @ out_kernel + torch_mha.out_proj.bias.detach(
+  ).numpy()
+  close(ours, theirs)
+
+
+def test_nearest_upsampling_mish_and_silu():
+  x = randn(2, 9, 5, scale=3.0)
+  close(vae_lib.upsample2(jnp.asarray(x)),
+        F.interpolate(torch_ncl(x), scale_factor=2, mode='nearest').numpy().transpose(0, 2, 1))
+  close(layers.mish(jnp.asarray(x)), F.mish(torch.from_numpy(x)).numpy())
+  close(nn.silu(jnp.asarray(x)), F.silu(torch.from_numpy(x)).numpy())
+
+
+def random_reference_state(layout: dict) -> dict:
+  """Random values with the exact reference names and shapes; time tables as the reference
+  computes them (float32), since the converter checks them."""
+  table = time_table().astype(np.float32)
+  return {name: table.copy() if name.endswith('time_emb.embeddings') else randn(*shape, scale=0.05)
+          for name, shape in layout.items()}
+
+
+@pytest.fixture(scope='module')
+def paper_config():
+  return diffusets.get_config()
+
+
+@pytest.fixture(scope='module')
+def reference_unet():
+  return random_reference_state(LAYOUT['unet_all.pth'])
+
+
+@pytest.fixture(scope='module')
+def reference_vae():
+  return {part: random_reference_state(LAYOUT['vae_model.pth'][part])
+          for part in ('encoder', 'decoder')}
+
+
+def test_unet_round_trip_is_bit_identical(paper_config, reference_unet):
+  target = jax.eval_shape(lambda: factory.init_unet(paper_config, jax.random.PRNGKey(0)))
+  params = ref.unet_from_reference(reference_unet, target)
+  assert factory.count_params(params) == 13_345_792
+  back = ref.unet_to_reference(params)
+  assert sorted(back) == sorted(reference_unet) and len(back) == 713
+  for name, tensor in reference_unet.items():
+    assert back[name].dtype == np.float32 and np.array_equal(back[name], tensor), name
+
+
+def test_vae_round_trip_is_bit_identical(paper_config, reference_vae):
+  target = jax.eval_shape(lambda: factory.init_vae(paper_config, jax.random.PRNGKey(0)))
+  back = ref.vae_to_reference(ref.vae_from_reference(reference_vae, target))
+  for part in ('encoder', 'decoder'):
+    assert sorted(back[part]) == sorted(reference_vae[part])
+    for name, tensor in reference_vae[part].items():
+      assert np.array_equal(back[part][name], tensor), f'{part}.{name}'
+
+
+def test_text_width_is_inferred(reference_unet):
+  assert ref.text_dim_from_unet(reference_unet) == 1536
+  wide = {n: (randn(t.shape[0], 8195) if n.endswith('value_combiner.weight') else t)
+          for n, t in reference_unet.items()}
+  assert ref.text_dim_from_unet(wide) == 8192
+
+
+def test_bad_state_dicts_are_named(paper_config, reference_unet, reference_vae):
+  target = jax.eval_shape(lambda: factory.init_unet(paper_config, jax.random.PRNGKey(0)))
+  broken = dict(reference_unet)
+  del broken['bottelneck.bottleneck_conv1.bias']
+  broken['output_conv.0.weight'] = randn(4, 4, 5)
+  broken['extra.weight'] = randn(2)
+  with pytest.raises(ref.LayoutError) as error:
+    ref.unet_from_reference(broken, target)
+  message = str(error.value)
+  assert 'missing bottelneck.bottleneck_conv1.bias' in message
+  assert 'misshapen output_conv.0.weight: [4, 4, 5], expected' in message
+  assert 'unexpected extra.weight' in message
+  shifted = dict(reference_unet)
+  shifted['bottelneck.time_emb.embeddings'] = shifted['bottelneck.time_emb.embeddings'] + 1e-3
+  with pytest.raises(ref.LayoutError, match='time table'):
+    ref.unet_from_reference(shifted, target)
+  vae_target = jax.eval_shape(lambda: factory.init_vae(paper_config, jax.random.PRNGKey(0)))
+  with pytest.raises(ref.LayoutError, match='exactly the keys encoder and decoder'):
+    ref.vae_from_reference(reference_vae['encoder'], vae_target)
+
+
+def test_lead_order_is_permuted_in_the_weights():
+  """Encoding a standard-order ECG with converted weights equals encoding the aVL/aVF-swapped
+  ECG with the unpermuted ones; likewise for decoding. (Small VAE: same code path.)"""
+  config = micro_config('unused')
+  model = factory.make_vae(config)
+  params = factory.init_vae(config, jax.random.PRNGKey(1))
+  reference_state = ref.vae_to_reference(params)  # any state dict in the reference layout
+  standard = ref.vae_from_reference(reference_state, params)
+  unpermuted = ref.vae_from_reference(reference_state, params, standard_lead_order=False)
+  x = jnp.asarray(randn(2, 1024, 12))
+  noise = jnp.zeros((2,) + factory.latent_shape(config))
+  encode = lambda p, ecg: model.apply({'params': p}, ecg, noise, method=model.encode)[1]
+  swapped = x[..., ref.REFERENCE_LEAD_ORDER]
+  close(encode(standard, x), np.asarray(encode(unpermuted, swapped)), atol=1e-5)
+  assert not np.allclose(encode(standard, x), encode(standard, swapped), atol=1e-3)
+  z = jnp.asarray(randn(2, *factory.latent_shape(config)))
+  decode = lambda p: np.asarray(model.apply({'params': p}, z, method=model.decode))
+  close(decode(standard)[..., ref.REFERENCE_LEAD_ORDER], decode(unpermuted))
