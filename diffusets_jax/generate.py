@@ -56,11 +56,11 @@ class Generator:
       raise FileNotFoundError(f'{record_path} not found: {workdir} has no trained diffusion '
                               f'stage (run train.py --stage diffusion)')
     conditioning = json.loads(record_path.read_text())
-    _, vae_target = trainer.vae_state(config, 1)
-    _, unet_target = trainer.unet_state(config, 1)
-    return cls(config, checkpoints.restore_params(workdir, 'vae', vae_target),
-               checkpoints.restore_params(workdir, 'diffusion', unet_target), conditioning,
-               text_encoder)
+    return cls(config,
+               checkpoints.restore_params(workdir, 'vae', trainer.abstract_state(config, 'vae')),
+               checkpoints.restore_params(workdir, 'diffusion',
+                                          trainer.abstract_state(config, 'diffusion')),
+               conditioning, text_encoder)
 
   def prompt(self, reports) -> str:
     """One report (str) or several in order -> the prompt; empty reports are rejected there."""
@@ -73,7 +73,11 @@ class Generator:
     age or sex (None) is filled as in training (see conditioning/patient.py)."""
     patient.validate_patient(age, sex, heart_rate)
     embedding = self.text_encoder.encode([self.prompt(reports)])
-    age = self.conditioning['missing_age'] if age is None else age
+    if age is None:
+      age = self.conditioning['missing_age']
+      if age is None:
+        raise ValueError('age is required: this model (converted from the reference) has no '
+                         'recorded value for an unknown age')
     return np.repeat(patient.condition_vector(
         embedding, patient.sex_codes([sex]), [age], [heart_rate]), num, axis=0)
 

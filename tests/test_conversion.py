@@ -197,3 +197,74 @@ def test_lead_order_is_permuted_in_the_weights():
   z = jnp.asarray(randn(2, *factory.latent_shape(config)))
   decode = lambda p: np.asarray(model.apply({'params': p}, z, method=model.decode))
   close(decode(standard)[..., ref.REFERENCE_LEAD_ORDER], decode(unpermuted))
+
+
+def test_converted_models_match_the_golden_outputs():
+  from tests import golden_conversion
+  stored = json.loads(golden_conversion.GOLDEN_PATH.read_text())
+  for name, now in golden_conversion.golden_outputs().items():
+    assert now['shape'] == stored[name]['shape'], name
+    np.testing.assert_allclose(now['head'], stored[name]['head'], atol=2e-5, err_msg=name)
+    np.testing.assert_allclose([now['mean'], now['abs_mean']],
+                               [stored[name]['mean'], stored[name]['abs_mean']], atol=2e-5,
+                               err_msg=name)
+
+
+def save_pth(state, path):
+  from collections import OrderedDict
+  to_torch = lambda d: OrderedDict((k, to_torch(v) if isinstance(v, dict) else torch.from_numpy(v))
+                                   for k, v in d.items())
+  torch.save(to_torch(state), path)
+  return path
+
+
+def test_convert_cli_import_sample_api_and_export_round_trip(tmp_path, reference_unet,
+                                                             reference_vae):
+  from diffusets_jax import convert
+  from diffusets_jax.generate import Generator
+  vae_file = save_pth(reference_vae, tmp_path / 'vae_model.pth')
+  unet_file = save_pth(reference_unet, tmp_path / 'unet_all.pth')
+  workdir = tmp_path / 'converted'
+  assert convert.main([f'--vae={vae_file}', f'--unet={unet_file}', f'--out={workdir}']) == 0
+  generator = Generator.from_workdir(workdir)
+  assert (generator.config.text.encoder, generator.config.text.model, generator.config.text.dim
+          ) == ('openai', 'text-embedding-ada-002', 1536)
+  assert generator.prompt(['a', 'b']).count('. As') == 0  # the authors' joining, no space
+  assert convert.main([f'--export_from={workdir}', f'--out={tmp_path / "back"}']) == 0
+  vae_back = torch.load(tmp_path / 'back/vae_model.pth', weights_only=True)
+  unet_back = torch.load(tmp_path / 'back/unet_all.pth', weights_only=True)
+  assert sorted(unet_back) == sorted(reference_unet)
+  for name, tensor in reference_unet.items():
+    assert torch.equal(unet_back[name], torch.from_numpy(tensor)), name
+  for part in ('encoder', 'decoder'):
+    for name, tensor in reference_vae[part].items():
+      assert torch.equal(vae_back[part][name], torch.from_numpy(tensor)), f'{part}.{name}'
+  assert convert.main([f'--export_from={workdir}', f'--out={tmp_path / "st"}',
+                       '--format=safetensors']) == 0
+  assert convert.read_state_dict(tmp_path / 'st/vae_model.safetensors')['decoder'].keys() == \
+      reference_vae['decoder'].keys()
+
+
+class Payload:
+  def __reduce__(self):
+    return (print, ('arbitrary code ran',))
+
+
+def test_convert_refuses_bad_files(tmp_path, reference_unet, reference_vae, capsys):
+  from diffusets_jax import convert
+  unet_file = save_pth(reference_unet, tmp_path / 'unet_all.pth')
+  malicious = tmp_path / 'malicious.pth'
+  torch.save({'encoder': Payload(), 'decoder': {}}, malicious)
+  assert convert.main([f'--vae={malicious}', f'--unet={unet_file}', f'--out={tmp_path}/a']) == 1
+  assert 'needs arbitrary code to unpickle' in capsys.readouterr().err
+  flat_vae = save_pth(reference_vae['encoder'], tmp_path / 'flat.pth')
+  assert convert.main([f'--vae={flat_vae}', f'--unet={unet_file}', f'--out={tmp_path}/b']) == 1
+  assert 'exactly the keys encoder and decoder' in capsys.readouterr().err
+  broken = dict(reference_unet)
+  del broken['upsampling_blocks.0.up.bias']
+  broken_file = save_pth(broken, tmp_path / 'broken.pth')
+  vae_file = save_pth(reference_vae, tmp_path / 'vae.pth')
+  assert convert.main([f'--vae={vae_file}', f'--unet={broken_file}', f'--out={tmp_path}/c']) == 1
+  assert 'missing upsampling_blocks.0.up.bias [256]' in capsys.readouterr().err
+  assert not any(p.name.startswith(('a', 'b', 'c', '.c')) and p.is_dir()
+                 for p in tmp_path.iterdir())  # nothing half-written

@@ -43,6 +43,13 @@ def unet_state(config, total_steps: int, rng=None):
   return unet, steps.create_state(unet.apply, params, lr, d.weight_decay)
 
 
+def abstract_state(config, stage: str):
+  """Shapes and dtypes of a stage's train state without running its initialiser: a restore
+  target that costs no compile."""
+  make = vae_state if stage == 'vae' else unet_state
+  return jax.eval_shape(lambda: make(config, 1)[1])
+
+
 class MetricsWriter:
   """Appends one JSON object per line; the file survives kills (flushed per line)."""
 
@@ -163,8 +170,7 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
   record ids, and the conditioning record (JSON). Training reads these; it never embeds."""
   vae = factory.make_vae(config)
   if vae_params is None:
-    _, target = vae_state(config, 1)
-    vae_params = checkpoints.restore_params(workdir, 'vae', target)
+    vae_params = checkpoints.restore_params(workdir, 'vae', abstract_state(config, 'vae'))
   encoder = text_encoders.make_text_encoder(config.text)
   encode = jax.jit(lambda x, noise: vae.apply({'params': vae_params}, x, noise,
                                               method=vae.encode)[0])
