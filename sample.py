@@ -60,7 +60,7 @@ def main(argv):
       _WORKDIR.value, expected_text_encoder(_WORKDIR.value, _TEXT_ENCODER.value))
   ecgs = generator.generate(_TEXT.value, _AGE.value, None if sex == 'U' else sex, _HR.value,
                             _NUM.value, _SAMPLER.value, _STEPS.value, _SEED.value)
-  age = generator.conditioning['missing_age'] if _AGE.value is None else _AGE.value
+  age = generator.filled_age(_AGE.value)
   out = Path(_OUT.value)
   prompt = generator.prompt(_TEXT.value)
   sampler = _SAMPLER.value or generator.config.sampling.sampler

@@ -73,13 +73,17 @@ class Generator:
     age or sex (None) is filled as in training (see conditioning/patient.py)."""
     patient.validate_patient(age, sex, heart_rate)
     embedding = self.text_encoder.encode([self.prompt(reports)])
-    if age is None:
-      age = self.conditioning['missing_age']
-      if age is None:
-        raise ValueError('age is required: this model (converted from the reference) has no '
-                         'recorded value for an unknown age')
     return np.repeat(patient.condition_vector(
-        embedding, patient.sex_codes([sex]), [age], [heart_rate]), num, axis=0)
+        embedding, patient.sex_codes([sex]), [self.filled_age(age)], [heart_rate]), num, axis=0)
+
+  def filled_age(self, age: float | None) -> float:
+    """`age`, or for None the value this model recorded for an unknown age."""
+    if age is not None:
+      return age
+    if self.conditioning['missing_age'] is None:
+      raise ValueError('age is required: this model (converted from the reference) has no '
+                       'recorded value for an unknown age')
+    return self.conditioning['missing_age']
 
   @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
   def _sample(self, params, cond, num, sampler, steps, rng):
@@ -97,8 +101,9 @@ class Generator:
     """ECGs (num, 1024, 12) in mV, standard lead order, 102.4 Hz.
 
     reports: one report or several in order of importance; age in years (0-120) or None
-    (unknown); sex 'M', 'F' or None (unknown); heart_rate in bpm (20-300); sampler 'ddpm' (1000 ancestral steps, the reference) or
-    'ddim' (`steps` deterministic steps); both run as one jitted scan including the VAE decode.
+    (unknown); sex 'M', 'F' or None (unknown); heart_rate in bpm (20-300); sampler 'ddpm'
+    (1000 ancestral steps, the reference) or 'ddim' (`steps` deterministic steps); both run as
+    one jitted scan including the VAE decode.
     """
     sampler = sampler or self.config.sampling.sampler
     if sampler not in ('ddpm', 'ddim'):

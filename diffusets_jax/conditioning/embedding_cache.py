@@ -20,6 +20,8 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from diffusets_jax.conditioning.prompts import check_prompts
+
 log = logging.getLogger(__name__)
 
 MAGIC = b'DSJEMB1\n'
@@ -101,9 +103,7 @@ class CachedEncoder:
     self.name, self.model, self.dim = encoder.name, encoder.model, encoder.dim
 
   def encode(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
-    for prompt in prompts:
-      if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f'cannot embed an empty prompt: {prompt!r}')
+    check_prompts(prompts)
     if not prompts:
       return np.zeros((0, self.dim), np.float32)
     distinct = list(dict.fromkeys(prompts))

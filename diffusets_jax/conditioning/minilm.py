@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from diffusets_jax.conditioning.prompts import check_prompts
+
 log = logging.getLogger(__name__)
 
 MODEL_NAME = 'all-MiniLM-L6-v2'
@@ -150,9 +152,7 @@ class MiniLMEncoder:
 
   def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
     """Token ids with [CLS]/[SEP]; longer than MAX_TOKENS: truncated, with a warning."""
-    for prompt in prompts:
-      if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f'cannot embed an empty prompt: {prompt!r}')
+    check_prompts(prompts)
     encodings = self.tokenizer.encode_batch(list(prompts))
     truncated = [p for p, e in zip(prompts, encodings) if e.overflowing]
     if truncated:

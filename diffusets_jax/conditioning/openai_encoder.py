@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from diffusets_jax.conditioning.prompts import check_prompts
+
 log = logging.getLogger(__name__)
 
 NATIVE_DIMS = {
@@ -127,9 +129,7 @@ class OpenAIEncoder:
         raise RuntimeError(f'OpenAI embeddings request refused: {_describe(error)}') from None
 
   def encode(self, prompts: Sequence[str]) -> np.ndarray:
-    for prompt in prompts:
-      if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f'cannot embed an empty prompt: {prompt!r}')
+    check_prompts(prompts)
     prompts = [truncate_prompt(p) for p in prompts]
     out = np.zeros((len(prompts), self.dim), np.float32)
     for start in range(0, len(prompts), self.batch_size):

@@ -30,6 +30,13 @@ def clean_report(text: str) -> str:
   return text[:-1].rstrip() if text.endswith('.') else text
 
 
+def check_prompts(prompts: Sequence[str]) -> None:
+  """Raises ValueError for a prompt that is not text or is only white space."""
+  for prompt in prompts:
+    if not isinstance(prompt, str) or not prompt.strip():
+      raise ValueError(f'cannot embed an empty prompt: {prompt!r}')
+
+
 def build_prompt(reports: Sequence[str], template: ml_collections.ConfigDict | dict) -> str:
   """Ordered reports (most important first) -> one prompt string."""
   reports = [clean_report(r) for r in reports]

@@ -142,10 +142,9 @@ def _convert(state: dict, target, reference_name, what: str, ignored=()) -> dict
 
 def time_table_names(target) -> list[str]:
   """Reference names of the U-Net's frozen time tables, one per TimeEmbedding."""
-  prefixes = sorted({ours.rsplit('/time_emb/', 1)[0] for ours in _flat(target)
-                     if '/time_emb/fc1/' in ours or ours.startswith('time_emb/fc1/')})
-  return [unet_reference_name(f'{p}/time_emb/x/bias').rsplit('.x.bias', 1)[0] + '.embeddings'
-          for p in prefixes]
+  # Each table sits beside its TimeEmbedding's fc1: '<block>.time_emb.embeddings'.
+  return sorted(unet_reference_name(ours).removesuffix('fc1.bias') + 'embeddings'
+                for ours in _flat(target) if ours.endswith('/time_emb/fc1/bias'))
 
 
 def unet_from_reference(state: dict, target) -> dict:
