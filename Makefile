@@ -23,8 +23,8 @@ $(VENV)/test-installed: $(VENV)/installed requirements-test.txt
 
 install: $(VENV)/installed
 
-# Trains a tiny VAE and diffusion model on the bundled LUDB data (CPU, a few minutes), then
-# writes 4 ECGs for each of two reports.
+# Trains a tiny VAE, diffusion model and CLIP model on the bundled LUDB data (CPU, minutes),
+# writes 4 ECGs for each of two reports, then evaluates on the test split (DDPM, 1000 steps).
 demo: install
 	$(PY) train.py --config configs/tiny.py --workdir $(DEMO)
 	$(PY) sample.py --workdir $(DEMO) --text "Sinus bradycardia" --age 60 --sex F --hr 50 \
@@ -32,13 +32,15 @@ demo: install
 	$(PY) sample.py --workdir $(DEMO) --text "Atrial fibrillation" \
 	    --text "Electric axis of the heart: left axis deviation" --age 72 --sex M --hr 110 \
 	    --num 4 --sampler ddpm --seed 1 --out $(DEMO)/samples/atrial_fibrillation
-	@echo "demo done: curves $(DEMO)/training_curves.png, ECGs under $(DEMO)/samples/"
+	$(PY) evaluate.py --workdir $(DEMO) --split test --sampler ddpm --seed 0
+	@echo "demo done: curves $(DEMO)/training_curves.png, ECGs under $(DEMO)/samples/, evaluation $(DEMO)/evaluation/test/report.md"
 
 test: $(VENV)/test-installed
 	$(PY) -m pytest -q -n 2 tests
 
 bench: install
 	$(PY) benchmarks/sampling.py --batch 1 16 64 --out benchmarks/results/sampling_cpu.json
+	$(PY) benchmarks/evaluation.py --num 1000 --out benchmarks/results/evaluation_cpu.json
 
 clean:
 	rm -rf $(DEMO) data/tfds .cache

@@ -10,7 +10,6 @@ per-step figure is the median repeat divided by the number of steps.
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import jax
@@ -73,9 +72,7 @@ def main():
           f'--batch {" ".join(map(str, args.batch))}', f'--steps {args.steps}',
           f'--repeats {args.repeats}', f'--out {args.out}']),
       results=results)
-  Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(args.out).write_text(json.dumps(report, indent=1))
-  print(f'wrote {args.out}')
+  environment.write_report(report, args.out)
 
 
 if __name__ == '__main__':

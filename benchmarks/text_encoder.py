@@ -73,9 +73,7 @@ def main():
                         f'--batch {" ".join(map(str, args.batch))}', f'--repeats {args.repeats}',
                         f'--out {args.out}']),
       results=results, prompts=texts)
-  Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(args.out).write_text(json.dumps(report, indent=1))
-  print(f'wrote {args.out}')
+  environment.write_report(report, args.out)
 
 
 if __name__ == '__main__':

@@ -65,6 +65,30 @@ def get_config() -> ml_collections.ConfigDict:
   config.sampling.ddim_steps = 50
   config.sampling.clip = 1.0
 
+  # The ECG-text contrastive model of the evaluation (ResNet1d-18 + text MLP, spec section 6).
+  config.clip = ml_collections.ConfigDict()
+  config.clip.widths = (64, 128, 256, 512)  # ResNet-18 stage widths ...
+  config.clip.blocks = (2, 2, 2, 2)         # ... and basic blocks per stage
+  config.clip.kernel = 3
+  config.clip.feature_dim = 64
+  config.clip.text_hidden = 2048
+  config.clip.temperature = 0.07          # initial; learnable
+  config.clip.batch_size = 128
+  config.clip.epochs = 50
+  config.clip.learning_rate = 1e-3        # cosine decay to final_lr_fraction * learning_rate
+  config.clip.final_lr_fraction = 0.1
+  config.clip.weight_decay = 0.01
+
+  config.evaluation = ml_collections.ConfigDict()
+  config.evaluation.batch_size = 64       # ECGs per sampler call (one compile)
+  config.evaluation.neighbours = 3        # k of the precision/recall manifolds
+  config.evaluation.sweep_report = 'Sinus rhythm'  # the paper's heart-rate sweep conditions
+  config.evaluation.sweep_age = 50.0
+  config.evaluation.sweep_sex = 'F'
+  config.evaluation.sweep_rates = tuple(range(30, 151, 10))  # requested bpm
+  config.evaluation.sweep_samples = 10    # ECGs per requested rate
+  config.evaluation.grid_records = 4      # real-vs-generated pairs drawn in the report
+
   config.train = ml_collections.ConfigDict()
   config.train.checkpoint_every_steps = 500
   config.train.keep_checkpoints = 3

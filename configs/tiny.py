@@ -16,6 +16,11 @@ def get_config():
   config.diffusion.batch_size = 32
   config.diffusion.epochs = 150
   config.diffusion.learning_rate = 2e-3
+  config.clip.widths = (16, 32, 64, 64)
+  config.clip.text_hidden = 256
+  config.clip.batch_size = 32
+  config.clip.epochs = 60
+  config.evaluation.sweep_samples = 8
   config.train.checkpoint_every_steps = 200
   config.train.log_every_steps = 5
   return config

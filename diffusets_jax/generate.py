@@ -12,6 +12,7 @@ import json
 import numpy as np
 import jax
 import jax.numpy as jnp
+from tqdm import tqdm
 
 from diffusets_jax.conditioning import patient, prompts, text_encoders
 from diffusets_jax.diffusion import samplers
@@ -72,9 +73,55 @@ class Generator:
     """Validated condition vectors (num, d_text + 3) for one set of conditions. An unknown
     age or sex (None) is filled as in training (see conditioning/patient.py)."""
     patient.validate_patient(age, sex, heart_rate)
-    embedding = self.text_encoder.encode([self.prompt(reports)])
-    return np.repeat(patient.condition_vector(
-        embedding, patient.sex_codes([sex]), [self.filled_age(age)], [heart_rate]), num, axis=0)
+    return np.repeat(self.conditions([reports], [age], [sex], [heart_rate]), num, axis=0)
+
+  def conditions(self, reports, ages, sexes, heart_rates) -> np.ndarray:
+    """Condition vectors (n, d_text + 3) for n records, each with its own reports (a list in
+    order), age (years, NaN or None: unknown), sex ('M', 'F', other: unknown) and heart rate
+    (bpm). Each distinct prompt is embedded once."""
+    if not (len(reports) == len(ages) == len(sexes) == len(heart_rates)):
+      raise ValueError(f'{len(reports)} reports, {len(ages)} ages, {len(sexes)} sexes and '
+                       f'{len(heart_rates)} heart rates: one of each per record')
+    ages = np.array([np.nan if a is None else a for a in ages], np.float64)
+    for age, heart_rate in zip(ages, heart_rates):
+      patient.validate_patient(None if np.isnan(age) else age, None, heart_rate)
+    reports = [[r] if isinstance(r, str) else list(r) for r in reports]
+    distinct, prompt_index = trainer.prompt_table(self.config.text.template, reports)
+    text = self.text_encoder.encode(distinct)[prompt_index]
+    filled = patient.fill_ages(ages, self.filled_age(None) if np.isnan(ages).any() else 0.0)
+    return patient.condition_vector(text, patient.sex_codes(sexes), filled, heart_rates)
+
+  def generate_from_conditions(self, cond, sampler: str | None = None, steps: int | None = None,
+                               seed: int = 0, batch_size: int = 64,
+                               progress: str | None = None) -> np.ndarray:
+    """ECGs (n, 1024, 12) mV for condition vectors (n, d_text + 3), generated `batch_size` at a
+    time (the last batch padded, so one shape compiles once). Batch b uses the key
+    fold_in(PRNGKey(seed), b): the result depends on seed and batch_size only."""
+    sampler, steps = self.sampler_settings(sampler, steps)
+    cond = np.asarray(cond, np.float32)
+    out = []
+    starts = range(0, len(cond), batch_size)
+    for batch, start in enumerate(tqdm(starts, desc=progress, unit='batch', disable=not progress,
+                                       leave=False)):
+      chunk = cond[start:start + batch_size]
+      padded = np.zeros((batch_size, cond.shape[1]), np.float32)
+      padded[:len(chunk)] = chunk
+      ecg, _ = self._sample((self.vae_params, self.unet_params), jnp.asarray(padded), batch_size,
+                            sampler, steps,
+                            jax.random.fold_in(jax.random.PRNGKey(seed), batch))
+      out.append(np.asarray(ecg)[:len(chunk)])
+    return np.concatenate(out)
+
+  def sampler_settings(self, sampler, steps) -> tuple[str, int]:
+    """Validated (sampler, steps); steps is 0 for ddpm (it always runs every step)."""
+    sampler = sampler or self.config.sampling.sampler
+    if sampler not in ('ddpm', 'ddim'):
+      raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+    if sampler == 'ddpm':
+      return sampler, 0
+    steps = steps or self.config.sampling.ddim_steps
+    samplers.ddim_timesteps(self.schedule.num_timesteps, steps)  # validates steps
+    return sampler, steps
 
   def filled_age(self, age: float | None) -> float:
     """`age`, or for None the value this model recorded for an unknown age."""
@@ -105,17 +152,12 @@ class Generator:
     (1000 ancestral steps, the reference) or 'ddim' (`steps` deterministic steps); both run as
     one jitted scan including the VAE decode.
     """
-    sampler = sampler or self.config.sampling.sampler
-    if sampler not in ('ddpm', 'ddim'):
-      raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
     if num < 1:
       raise ValueError(f'num must be at least 1, got {num}')
-    steps = steps or self.config.sampling.ddim_steps
-    if sampler == 'ddim':
-      samplers.ddim_timesteps(self.schedule.num_timesteps, steps)  # validates steps
+    sampler, steps = self.sampler_settings(sampler, steps)
     cond = jnp.asarray(self.condition(reports, age, sex, heart_rate, num))
-    ecg, _ = self._sample((self.vae_params, self.unet_params), cond, num, sampler,
-                          steps if sampler == 'ddim' else 0, jax.random.PRNGKey(seed))
+    ecg, _ = self._sample((self.vae_params, self.unet_params), cond, num, sampler, steps,
+                          jax.random.PRNGKey(seed))
     return np.asarray(ecg)
 
   def __hash__(self):

@@ -25,6 +25,14 @@ def micro_config(tfds_dir: str):
   config.diffusion.batch_size = 8
   config.diffusion.epochs = 1
   config.diffusion.latent_encode_batch_size = 32
+  config.clip.widths = (8, 8, 16, 16)
+  config.clip.text_hidden = 32
+  config.clip.batch_size = 16
+  config.clip.epochs = 1
+  config.evaluation.batch_size = 8
+  config.evaluation.sweep_rates = (40, 120)
+  config.evaluation.sweep_samples = 2
+  config.evaluation.grid_records = 2
   config.train.checkpoint_every_steps = 2
   config.train.log_every_steps = 1
   return config

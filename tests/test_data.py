@@ -124,3 +124,20 @@ def test_batches_depend_only_on_the_step_and_split_over_devices():
     input_pipeline.shard({'x': np.zeros((6, 3))}, num_devices=4)
   with pytest.raises(ValueError, match='larger than the 10 training'):
     input_pipeline.steps_per_epoch(10, 32)
+
+
+def test_heart_rate_agrees_with_xqrs_on_ludb():
+  """A second, independent detector (wfdb's XQRS on lead II at 500 Hz) on 30 LUDB records."""
+  from scripts.heart_rate_agreement import xqrs_rate
+  ours, theirs = [], []
+  for line in (ludb.BUNDLED_DIR / 'RECORDS').read_text().split()[:30]:
+    record = wfdb.rdrecord(str(ludb.BUNDLED_DIR / line))
+    signal = record.p_signal[:, preprocessing.standard_lead_order(record.sig_name)]
+    signal, _ = preprocessing.replace_nans(signal)
+    ours.append(float(heart_rate.heart_rate(preprocessing.resample(signal))))
+    theirs.append(xqrs_rate(signal[:, 1], record.fs))
+  ours, theirs = np.array(ours), np.array(theirs)
+  both = np.isfinite(ours) & np.isfinite(theirs)
+  difference = np.abs(ours[both] - theirs[both])
+  assert both.sum() >= 25
+  assert np.median(difference) < 1.0 and np.mean(difference <= 5.0) >= 0.9

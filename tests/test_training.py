@@ -25,7 +25,7 @@ def run_two_steps(devices: int) -> dict:
 def test_one_and_four_devices_give_the_same_losses():
   single, four = run_two_steps(1), run_two_steps(4)
   assert (single['devices'], four['devices']) == (1, 4)
-  for stage in ('vae', 'diffusion'):
+  for stage in ('vae', 'diffusion', 'clip'):
     np.testing.assert_allclose(four[stage], single[stage], rtol=1e-4)
     assert single[stage][0] != single[stage][1]  # the second step saw the first update
 

@@ -1,4 +1,4 @@
-"""Runs 2 VAE and 2 diffusion train steps on random data with however many devices this process
+"""Runs 2 VAE, 2 diffusion and 2 CLIP train steps on random data with however many devices this process
 has; prints the losses as JSON. Used by test_training.py with 1 and 4 virtual CPU devices."""
 import json
 import sys
@@ -17,7 +17,7 @@ def main():
   config = micro_config('unused')
   rng = np.random.default_rng(0)
   batch = 8
-  losses = {'devices': jax.local_device_count(), 'vae': [], 'diffusion': []}
+  losses = {'devices': jax.local_device_count(), 'vae': [], 'diffusion': [], 'clip': []}
   vae, state = trainer.vae_state(config, 10)
   p_step, state = steps.make_vae_step(vae), steps.replicate(state)
   ecg = rng.standard_normal((2, batch, 1024, 12)).astype(np.float32)
@@ -35,6 +35,13 @@ def main():
                                      example_index=np.arange(batch)))
     state, metrics = p_step(state, data, jax.random.PRNGKey(step))
     losses['diffusion'].append(float(metrics['loss'][0]))
+  clip, state = trainer.clip_state(config, 10)
+  p_step, state = steps.make_clip_step(clip), steps.replicate(state)
+  text = rng.standard_normal((2, batch, factory.condition_dim(config) - 3)).astype(np.float32)
+  for step in range(2):
+    data = input_pipeline.shard(dict(ecg=ecg[step], text=text[step]))
+    state, metrics = p_step(state, data, jax.random.PRNGKey(step))
+    losses['clip'].append(float(metrics['loss'][0]))
   print(json.dumps(losses))
 
 

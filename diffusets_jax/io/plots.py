@@ -22,14 +22,14 @@ def _read_jsonl(path: Path) -> list[dict]:
 def plot_training_curves(workdir) -> Path | None:
   """Loss (and learning rate) per step for every trained stage -> workdir/training_curves.png."""
   workdir = Path(workdir)
-  stages = [s for s in ('vae', 'diffusion') if (workdir / s / 'metrics.jsonl').exists()]
+  stages = [s for s in ('vae', 'diffusion', 'clip') if (workdir / s / 'metrics.jsonl').exists()]
   if not stages:
     return None
   fig, axes = plt.subplots(len(stages), 2, figsize=(11, 3.4 * len(stages)), squeeze=False)
   for row, stage in zip(axes, stages):
     records = _read_jsonl(workdir / stage / 'metrics.jsonl')
     steps = [r['step'] for r in records]
-    keys = ['loss'] + [k for k in ('recon_mae_mv', 'kl') if k in records[0]]
+    keys = ['loss'] + [k for k in ('recon_mae_mv', 'kl', 'retrieval_accuracy') if k in records[0]]
     for key in keys:
       row[0].plot(steps, [r[key] for r in records], label=key)
     row[0].set_yscale('log')

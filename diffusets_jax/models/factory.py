@@ -4,6 +4,7 @@ import jax.numpy as jnp
 
 from diffusets_jax.conditioning import text_encoders
 from diffusets_jax.datasets.preprocessing import NUM_SAMPLES
+from diffusets_jax.models.clip import ClipModel
 from diffusets_jax.models.unet import UNet
 from diffusets_jax.models.vae import VAE, latent_length
 
@@ -46,3 +47,18 @@ def init_unet(config, rng):
 
 def count_params(params) -> int:
   return sum(x.size for x in jax.tree_util.tree_leaves(params))
+
+
+def make_clip(config, batch_axis: str | None = None) -> ClipModel:
+  """The ECG-text contrastive model; `batch_axis` names the pmap axis BatchNorm syncs over."""
+  c = config.clip
+  return ClipModel(widths=tuple(c.widths), blocks=tuple(c.blocks), kernel=c.kernel,
+                   feature_dim=c.feature_dim, text_hidden=c.text_hidden,
+                   temperature=c.temperature, batch_axis=batch_axis)
+
+
+def init_clip(config, rng) -> dict:
+  """Initial CLIP variables: {'params': ..., 'batch_stats': ...} (jitted)."""
+  ecg = jnp.zeros((1, NUM_SAMPLES, 12))
+  text = jnp.zeros((1, text_encoders.embedding_dim(config.text)))
+  return dict(jax.jit(make_clip(config).init)(rng, ecg, text))

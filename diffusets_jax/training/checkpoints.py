@@ -2,7 +2,7 @@
 
 Layout of a workdir:
   config.json                   the config the run was trained with
-  <stage>/checkpoints/<step>/   orbax checkpoints (stage: vae, diffusion)
+  <stage>/checkpoints/<step>/   orbax checkpoints (stage: vae, diffusion, clip)
   <stage>/metrics.jsonl         one JSON line per logged step
 """
 import json
@@ -13,7 +13,7 @@ from pathlib import Path
 import ml_collections
 import orbax.checkpoint as ocp
 
-STAGES = ('vae', 'diffusion')
+STAGES = ('vae', 'diffusion', 'clip')
 
 
 def manager(workdir, stage: str, save_every: int = 1, keep: int = 3) -> ocp.CheckpointManager:
@@ -33,6 +33,11 @@ def restore_latest(mngr: ocp.CheckpointManager, target):
 
 def restore_params(workdir, stage: str, target_state):
   """Parameters of the latest `stage` checkpoint; a clear error when there is none."""
+  return restore_state(workdir, stage, target_state).params
+
+
+def restore_state(workdir, stage: str, target_state):
+  """The latest `stage` train state; a clear error when there is none."""
   directory = Path(workdir) / stage / 'checkpoints'
   mngr = manager(workdir, stage) if directory.exists() else None
   if mngr is None or mngr.latest_step() is None:
@@ -40,7 +45,7 @@ def restore_params(workdir, stage: str, target_state):
         f'no {stage} checkpoint in {directory}; train it first: '
         f'python train.py --config configs/tiny.py --workdir {workdir} --stage {stage}')
   state, _ = restore_latest(mngr, target_state)
-  return state.params
+  return state
 
 
 def write_atomic(path, text: str) -> None:

@@ -44,3 +44,17 @@ def diffusion_loss(unet, params, schedule: Schedule, z0, cond, keys):
   eps_hat = unet.apply({'params': params}, z_t, t, cond)
   loss = jnp.mean(jnp.sum((eps_hat - noise) ** 2, axis=(1, 2)))
   return loss, dict(loss=loss)
+
+
+def clip_loss(ecg_features, text_features, logit_scale):
+  """Symmetric InfoNCE over a batch of matched (ECG, text) pairs: cross-entropy of the scaled
+  cosine similarities, ECG -> text and text -> ECG, averaged. Returns (loss, metrics)."""
+  ecg = ecg_features / jnp.linalg.norm(ecg_features, axis=-1, keepdims=True)
+  text = text_features / jnp.linalg.norm(text_features, axis=-1, keepdims=True)
+  logits = logit_scale * ecg @ text.T
+  labels = jnp.arange(logits.shape[0])
+  ecg_to_text = -jnp.mean(jax.nn.log_softmax(logits, axis=1)[labels, labels])
+  text_to_ecg = -jnp.mean(jax.nn.log_softmax(logits, axis=0)[labels, labels])
+  loss = 0.5 * (ecg_to_text + text_to_ecg)
+  accuracy = jnp.mean(jnp.argmax(logits, axis=1) == labels)
+  return loss, dict(loss=loss, retrieval_accuracy=accuracy, logit_scale=logit_scale)

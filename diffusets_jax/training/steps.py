@@ -4,6 +4,7 @@ Gradients and metrics are averaged over all devices (`lax.pmean` on the 'batch' 
 equal per-device batches the update equals the single-device update on the whole batch.
 """
 import functools
+from typing import Any
 
 import numpy as np
 import jax
@@ -21,6 +22,10 @@ class TrainState(train_state.TrainState):
   pass
 
 
+class ClipTrainState(train_state.TrainState):
+  batch_stats: Any = None  # BatchNorm running statistics (identical on every device)
+
+
 def onecycle_schedule(total_steps: int, start_lr: float, peak_lr: float):
   """PyTorch OneCycleLR shape: cosine warm-up over the first 30 % from start_lr to peak_lr, then
   cosine annealing to start_lr / 1e4."""
@@ -32,8 +37,10 @@ def cosine_schedule(total_steps: int, lr: float, final_fraction: float):
   return optax.cosine_decay_schedule(lr, max(total_steps, 1), alpha=final_fraction)
 
 
-def create_state(apply_fn, params, learning_rate, weight_decay) -> TrainState:
+def create_state(apply_fn, params, learning_rate, weight_decay, batch_stats=None) -> TrainState:
   tx = optax.adamw(learning_rate, weight_decay=weight_decay)
+  if batch_stats is not None:
+    return ClipTrainState.create(apply_fn=apply_fn, params=params, tx=tx, batch_stats=batch_stats)
   return TrainState.create(apply_fn=apply_fn, params=params, tx=tx)
 
 
@@ -58,6 +65,25 @@ def diffusion_train_step(unet, schedule, state, batch, step_key):
       has_aux=True)
   grads, metrics = grad_fn(state.params)
   return _apply(state, grads, metrics)
+
+
+def clip_train_step(clip, state, batch, step_key):
+  """One contrastive step. The features of every device are gathered, so the negatives of each
+  pair are the whole global batch, as on one device (each device then computes the same loss,
+  and pmean of its gradients gives the global gradient)."""
+  del step_key  # nothing random: no dropout, no augmentation
+
+  def loss_fn(params):
+    (ecg, text, scale), updates = clip.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, batch['ecg'], batch['text'],
+        train=True, mutable=['batch_stats'])
+    ecg = jax.lax.all_gather(ecg, AXIS, tiled=True)
+    text = jax.lax.all_gather(text, AXIS, tiled=True)
+    loss, metrics = losses.clip_loss(ecg, text, scale)
+    return loss, (metrics, updates['batch_stats'])
+
+  grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+  return _apply(state.replace(batch_stats=batch_stats), grads, metrics)
 
 
 def replicate(tree):
@@ -85,6 +111,10 @@ def parallel(step_fn, num_broadcast_args: int):
 
 def make_vae_step(vae):
   return parallel(functools.partial(vae_train_step, vae), num_broadcast_args=2)
+
+
+def make_clip_step(clip):
+  return parallel(functools.partial(clip_train_step, clip), num_broadcast_args=1)
 
 
 def make_diffusion_step(unet, schedule):

@@ -1,4 +1,5 @@
-"""The training stages: `vae`, latent pre-encoding, and `diffusion`.
+"""The training stages: `vae`, latent pre-encoding, `diffusion`, and `clip` (the ECG-text model
+the evaluation measures generated ECGs with).
 
 `train_and_evaluate(config, workdir, stage)` runs a stage to its last step, resuming from the
 latest checkpoint in the workdir if there is one.
@@ -43,10 +44,21 @@ def unet_state(config, total_steps: int, rng=None):
   return unet, steps.create_state(unet.apply, params, lr, d.weight_decay)
 
 
+def clip_state(config, total_steps: int, rng=None):
+  """The CLIP model (BatchNorm synchronised over the pmap axis) and its train state."""
+  clip = factory.make_clip(config, batch_axis=steps.AXIS)
+  variables = factory.init_clip(config,
+                                rng if rng is not None else jax.random.PRNGKey(config.seed + 3))
+  c = config.clip
+  lr = steps.cosine_schedule(total_steps, c.learning_rate, c.final_lr_fraction)
+  return clip, steps.create_state(clip.apply, variables['params'], lr, c.weight_decay,
+                                  variables['batch_stats'])
+
+
 def abstract_state(config, stage: str):
   """Shapes and dtypes of a stage's train state without running its initialiser: a restore
   target that costs no compile."""
-  make = vae_state if stage == 'vae' else unet_state
+  make = dict(vae=vae_state, diffusion=unet_state, clip=clip_state)[stage]
   return jax.eval_shape(lambda: make(config, 1)[1])
 
 
@@ -163,6 +175,15 @@ def check_conditioning(record: dict, config, where) -> None:
         f'Use the text settings it was trained with, or re-run train.py --stage latents.')
 
 
+def prompt_table(template, reports) -> tuple[list[str], np.ndarray]:
+  """The distinct prompts of the records' reports (sorted) and, per record, the index of its own.
+  template: the config's text.template (or its dict)."""
+  prompt_text = [prompts.build_prompt(r, template) for r in reports]
+  distinct = sorted(set(prompt_text))
+  position = {prompt: i for i, prompt in enumerate(distinct)}
+  return distinct, np.array([position[p] for p in prompt_text], np.int32)
+
+
 def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
   """Pre-encodes every split once with the trained VAE (a stochastic posterior sample, x 0.18215,
   as the reference) and embeds each distinct prompt once. Writes latents/<split>.npz holding
@@ -189,11 +210,8 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
       padded[:len(chunk)] = chunk
       noise = jax.random.normal(jax.random.fold_in(key, start), (size,) + latent_shape)
       latents.append(np.asarray(encode(jnp.asarray(padded), noise))[:len(chunk)])
-    prompt_text = [prompts.build_prompt(r, config.text.template) for r in data['reports']]
-    distinct = sorted(set(prompt_text))
+    distinct, prompt_index = prompt_table(config.text.template, data['reports'])
     embeddings = encoder.encode(distinct, progress=True)
-    position = {prompt: i for i, prompt in enumerate(distinct)}
-    prompt_index = np.array([position[p] for p in prompt_text], np.int32)
     unknown_age = int(np.sum(~np.isfinite(data['age'])))
     unknown_sex = sum(s not in patient.SEX_CODES for s in data['sex'])
     if unknown_age or unknown_sex:
@@ -213,9 +231,9 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
   return written
 
 
-def conditioning_path(workdir) -> Path:
-  """The conditioning record of the trained U-Net (written when its training starts)."""
-  return Path(workdir) / 'diffusion' / 'conditioning.json'
+def conditioning_path(workdir, stage: str = 'diffusion') -> Path:
+  """The conditioning record of the trained U-Net or CLIP model (written when training starts)."""
+  return Path(workdir) / stage / 'conditioning.json'
 
 
 def load_latents(workdir, split: str) -> dict:
@@ -254,11 +272,47 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
                   min(total, max_steps or total), lr_fn)
 
 
+def embed_reports(config, reports, encoder=None) -> np.ndarray:
+  """Text embeddings (n, d_text) of each record's prompt, embedding each distinct prompt once."""
+  encoder = encoder or text_encoders.make_text_encoder(config.text)
+  distinct, prompt_index = prompt_table(config.text.template, reports)
+  return encoder.encode(distinct, progress=True)[prompt_index]
+
+
+def train_clip(config, workdir, max_steps: int | None = None):
+  """Stage `clip`: the ECG-text contrastive model, on the real training split (ECGs and the
+  embeddings of their prompts). It records its text encoder, which the evaluation checks."""
+  data = input_pipeline.read_all(input_pipeline.open_split(config.data, 'train'),
+                                 keys=('ecg', 'reports'))
+  ecg, text = data['ecg'], embed_reports(config, data['reports'])
+  checkpoints.write_atomic(conditioning_path(workdir, 'clip'),
+                           json.dumps(dict(text=text_encoders.identity(config.text)), indent=1))
+  batch_size = config.clip.batch_size
+  per_epoch = input_pipeline.steps_per_epoch(len(ecg), batch_size)
+  total = per_epoch * config.clip.epochs
+  clip, state = clip_state(config, total)
+  c = config.clip
+  lr_fn = steps.cosine_schedule(total, c.learning_rate, c.final_lr_fraction)
+  print(f'[clip] {factory.count_params(state.params):,} parameters, {len(ecg)} training pairs, '
+        f'{total} steps of batch {batch_size} on {jax.local_device_count()} device(s)')
+
+  def batch_fn(step):
+    index = input_pipeline.batch_indices(step, len(ecg), batch_size, config.seed + 3)
+    return dict(ecg=ecg[index], text=text[index])
+
+  return run_loop('clip', config, workdir, state, steps.make_clip_step(clip), batch_fn,
+                  min(total, max_steps or total), lr_fn)
+
+
+STAGES = ('vae', 'latents', 'diffusion', 'clip', 'all')
+
+
 def train_and_evaluate(config, workdir, stage: str = 'all'):
-  """Runs `stage` ('vae', 'latents', 'diffusion' or 'all') in workdir; returns what it wrote."""
+  """Runs `stage` (one of STAGES; 'all' is vae, latents, diffusion, then clip) in workdir;
+  returns the workdir."""
   workdir = Path(workdir)
-  if stage not in ('vae', 'latents', 'diffusion', 'all'):
-    raise ValueError(f"stage must be 'vae', 'latents', 'diffusion' or 'all', got {stage!r}")
+  if stage not in STAGES:
+    raise ValueError(f'stage must be one of {STAGES}, got {stage!r}')
   if config.text.encoder == 'openai' and stage != 'diffusion':
     openai_encoder.api_key()  # fail now, not after the VAE has trained for hours
   workdir.mkdir(parents=True, exist_ok=True)
@@ -270,4 +324,6 @@ def train_and_evaluate(config, workdir, stage: str = 'all'):
     encode_latents(config, workdir)
   if stage in ('diffusion', 'all'):
     train_diffusion(config, workdir)
+  if stage in ('clip', 'all'):
+    train_clip(config, workdir)
   return workdir

@@ -1,0 +1,257 @@
+"""The evaluation protocol: generate ECGs for real test conditions and score them against the
+real ECGs at the signal, feature and diagnostic levels, each beside the same metric on real data.
+
+`score` is the metric computation alone (timed by benchmarks/evaluation.py); `evaluate` runs the
+whole protocol for a workdir and writes metrics.json, the generated ECGs and the report.
+"""
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from diffusets_jax.datasets import heart_rate as hr_detector
+from diffusets_jax.datasets import input_pipeline
+from diffusets_jax.evaluation import metrics, report
+from diffusets_jax.evaluation.clip_features import ClipFeatures
+from diffusets_jax.generate import Generator
+from diffusets_jax.training import trainer
+
+
+def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Two disjoint random halves (A, B) of range(n), of equal size n // 2."""
+  order = np.random.default_rng([seed, n]).permutation(n)
+  return np.sort(order[:n // 2]), np.sort(order[n // 2:2 * (n // 2)])
+
+
+def pair(generated, real) -> dict:
+  return dict(generated=float(generated), real=float(real))
+
+
+def heart_rate_error(measured, requested) -> tuple[float, int]:
+  """(MAE in bpm over the ECGs where a rate was measured, number where none was)."""
+  measured, requested = np.asarray(measured), np.asarray(requested)
+  ok = np.isfinite(measured)
+  mae = float(np.mean(np.abs(measured[ok] - requested[ok]))) if ok.any() else float('nan')
+  return mae, int(np.sum(~ok))
+
+
+def score(features: ClipFeatures, real_ecg, generated_ecg, text_embedding, requested_hr,
+          k: int = 3, seed: int = 0) -> tuple[dict, dict]:
+  """All metrics of generated ECGs (n, 1024, 12) against the real ECGs of the same conditions.
+
+  text_embedding (n, d_text): the CLIP model's embedding of each record's prompt; requested_hr
+  (n,) bpm: the heart rate each ECG was generated for (the real record's). Each metric comes as
+  {'generated': ..., 'real': ...}, where 'real' is the same metric with real data in place of
+  the generated ECGs; set-to-set metrics compare two random halves A and B of the real set.
+  Returns (metrics, per-record details: features, measured heart rates, MAEs).
+  """
+  n = len(real_ecg)
+  if generated_ecg.shape != real_ecg.shape:
+    raise ValueError(f'generated ECGs {generated_ecg.shape} and real ECGs {real_ecg.shape} differ')
+  if n < 2 * (k + 1):
+    raise ValueError(f'need at least {2 * (k + 1)} records (two halves of more than k={k} '
+                     f'points each), got {n}')
+  a, b = halves(n, seed)
+  real_features = features.ecg_features(real_ecg)
+  generated_features = features.ecg_features(generated_ecg)
+  text_features = features.text_features(text_embedding)
+  shuffled_text = text_features[np.random.default_rng([seed, 1]).permutation(n)]
+
+  mae = metrics.signal_mae(generated_ecg, real_ecg)
+  measured_generated = hr_detector.heart_rate(generated_ecg)
+  measured_real = hr_detector.heart_rate(real_ecg)
+  hr_generated, unmeasured_generated = heart_rate_error(measured_generated, requested_hr)
+  hr_real, unmeasured_real = heart_rate_error(measured_real, requested_hr)
+
+  fid = metrics.fid(generated_features, real_features)
+  fid_real_halves = metrics.fid(real_features[a], real_features[b])
+  clip_generated = metrics.clip_score(generated_features, text_features)
+  clip_real = metrics.clip_score(real_features, text_features)
+  precision = metrics.precision_recall(real_features[b], generated_features[a], k)
+  precision_real = metrics.precision_recall(real_features[b], real_features[a], k)
+
+  residual_generated = metrics.lead_residuals(generated_ecg)
+  residual_real = metrics.lead_residuals(real_ecg)
+  lead_consistency = {
+      relation: {unit: pair(np.nanmean(residual_generated[relation][unit]),
+                            np.nanmean(residual_real[relation][unit]))
+                 for unit in ('rms_mv', 'relative')}
+      for relation in metrics.LEAD_RELATIONS}
+
+  result = dict(
+      # A flat line scores the mean |real| mV: a smooth, low-amplitude generator can beat two
+      # real ECGs on MAE, so this bound is reported with it.
+      signal=dict(mae_mv=pair(mae.mean(), metrics.signal_mae(real_ecg[a], real_ecg[b]).mean()),
+                  flat_line_mae_mv=float(np.mean(np.abs(real_ecg)))),
+      feature=dict(heart_rate_mae_bpm=pair(hr_generated, hr_real),
+                   heart_rate_unmeasured=pair(unmeasured_generated, unmeasured_real)),
+      diagnostic=dict(
+          fid=pair(fid, fid_real_halves),
+          fid_halves=pair(metrics.fid(generated_features[a], real_features[b]), fid_real_halves),
+          rfid=pair(fid / fid_real_halves, 1.0),
+          clip_score=pair(clip_generated, clip_real),
+          clip_score_shuffled=pair(metrics.clip_score(generated_features, shuffled_text),
+                                   metrics.clip_score(real_features, shuffled_text)),
+          rclip=pair(clip_generated / clip_real, 1.0),
+          precision=pair(precision[0], precision_real[0]),
+          recall=pair(precision[1], precision_real[1])),
+      lead_consistency=lead_consistency)
+  details = dict(real_features=real_features, generated_features=generated_features,
+                 measured_hr_generated=measured_generated, measured_hr_real=measured_real,
+                 mae_mv=mae, half_a=a, half_b=b)
+  return result, details
+
+
+def json_ready(value):
+  """NaN (a metric with nothing to average) -> None, so metrics.json is standard JSON."""
+  if isinstance(value, dict):
+    return {k: json_ready(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_ready(v) for v in value]
+  if isinstance(value, float) and not np.isfinite(value):
+    return None
+  return value
+
+
+def select_records(split_size: int, num: int, seed: int, split: str) -> np.ndarray:
+  """Indices of `num` records of the split (all of them for num=0), a seeded choice, sorted."""
+  if num < 0:
+    raise ValueError(f'--num must be positive (or 0 for the whole split), got {num}')
+  if num > split_size:
+    raise ValueError(f'--num {num} is larger than the {split} split, which has {split_size} '
+                     f'records; use --num {split_size} (or 0) or another --split')
+  if num in (0, split_size):
+    return np.arange(split_size)
+  return np.sort(np.random.default_rng([seed, split_size]).choice(split_size, num, replace=False))
+
+
+def check_text_match(generator: Generator, features: ClipFeatures) -> None:
+  """Raises if the CLIP model reads embeddings of another text encoder than the generator's."""
+  keys = ('encoder', 'model', 'dim')
+  trained = generator.conditioning['text']
+  if {k: trained[k] for k in keys} != {k: features.text[k] for k in keys}:
+    raise ValueError(
+        f'the generator was trained with text encoder {trainer.describe_text(trained)} but the '
+        f'CLIP model with {trainer.describe_text(features.text)}: the prompts cannot be scored '
+        f'in one embedding space. Train the clip stage with the generator\'s text settings.')
+
+
+def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed) -> dict:
+  """The paper's sweep: one report, age and sex, requested heart rate over `sweep_rates`;
+  mean and sd of the measured rate per requested rate."""
+  rates = np.repeat(np.asarray(evaluation.sweep_rates, np.float64), evaluation.sweep_samples)
+  cond = generator.conditions([[evaluation.sweep_report]] * len(rates),
+                              [evaluation.sweep_age] * len(rates),
+                              [evaluation.sweep_sex] * len(rates), rates)
+  ecg = generator.generate_from_conditions(cond, sampler, steps, seed + 1,
+                                           evaluation.batch_size, progress='heart-rate sweep')
+  measured = hr_detector.heart_rate(ecg)
+  rows = []
+  for rate in evaluation.sweep_rates:
+    values = measured[rates == rate]
+    ok = values[np.isfinite(values)]
+    rows.append(dict(requested=float(rate), mean=float(ok.mean()) if len(ok) else float('nan'),
+                     sd=float(ok.std(ddof=1)) if len(ok) > 1 else float('nan'),
+                     measured=int(len(ok)), samples=int(len(values))))
+  mae, unmeasured = heart_rate_error(measured, rates)
+  return dict(report=evaluation.sweep_report, age=float(evaluation.sweep_age),
+              sex=evaluation.sweep_sex, rows=rows, mae_bpm=mae, unmeasured=unmeasured,
+              ecg=ecg, requested=rates, measured_hr=measured)
+
+
+def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
+             sampler: str | None = None, steps: int | None = None, seed: int = 0, out=None,
+             sweep: bool = True) -> Path:
+  """Runs the protocol for a trained workdir; returns the output folder (written whole or not
+  at all: a failed run leaves no partial folder)."""
+  workdir = Path(workdir)
+  clip_workdir = Path(clip_workdir or workdir)
+  out = Path(out or workdir / 'evaluation' / split)
+  timings = {}
+  start = time.time()
+  generator = Generator.from_workdir(workdir)
+  features = ClipFeatures.from_workdir(clip_workdir)
+  check_text_match(generator, features)
+  config = generator.config
+  evaluation = config.evaluation
+  data = input_pipeline.read_all(input_pipeline.open_split(config.data, split))
+  index = select_records(len(data['ecg']), num, seed, split)
+  real_ecg = data['ecg'][index]
+  reports = [data['reports'][i] for i in index]
+  ages = np.asarray(data['age'], np.float64)[index]
+  sexes = [data['sex'][i] for i in index]
+  requested_hr = np.asarray(data['heart_rate'], np.float64)[index]
+  record_ids = [data['record_id'][i] for i in index]
+  timings['load_s'] = time.time() - start
+
+  start = time.time()
+  cond = generator.conditions(reports, ages, sexes, requested_hr)
+  generated = generator.generate_from_conditions(cond, sampler, steps, seed,
+                                                 evaluation.batch_size, progress=f'generate {split}')
+  timings['generate_s'] = time.time() - start
+
+  start = time.time()
+  # The CLIP model embeds prompts with its own template (the encoder is the generator's).
+  distinct, prompt_index = trainer.prompt_table(features.text['template'], reports)
+  text_embedding = generator.text_encoder.encode(distinct)[prompt_index]
+  result, details = score(features, real_ecg, generated, text_embedding, requested_hr,
+                          evaluation.neighbours, seed)
+  timings['score_s'] = time.time() - start
+
+  sweep_result = None
+  if sweep:
+    start = time.time()
+    sweep_result = heart_rate_sweep(generator, evaluation, sampler, steps, seed)
+    timings['sweep_s'] = time.time() - start
+
+  used_sampler, used_steps = generator.sampler_settings(sampler, steps)
+  summary = dict(
+      workdir=str(workdir), clip_workdir=str(clip_workdir), split=split, num=len(index),
+      seed=seed, sampler=used_sampler, steps=used_steps or config.diffusion.num_timesteps,
+      text=trainer.describe_text(generator.conditioning['text']), **result,
+      heart_rate_sweep=None if sweep_result is None else {
+          k: v for k, v in sweep_result.items() if k not in ('ecg', 'requested', 'measured_hr')},
+      seconds=timings)
+
+  out.parent.mkdir(parents=True, exist_ok=True)
+  staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.'))
+  try:
+    (staging / 'metrics.json').write_text(json.dumps(json_ready(summary), indent=1, allow_nan=False))
+    np.savez(staging / 'generated.npz', generated=generated.astype(np.float32),
+             real=real_ecg.astype(np.float32), record_id=np.array(record_ids),
+             requested_hr=requested_hr, measured_hr=details['measured_hr_generated'],
+             mae_mv=details['mae_mv'], real_features=details['real_features'],
+             generated_features=details['generated_features'])
+    if sweep_result is not None:
+      np.savez(staging / 'heart_rate_sweep.npz', ecg=sweep_result['ecg'].astype(np.float32),
+               requested_hr=sweep_result['requested'], measured_hr=sweep_result['measured_hr'])
+    report.write(staging, summary, real_ecg, generated, details, record_ids, reports,
+                 sweep_result, evaluation.grid_records)
+    if out.exists():
+      shutil.rmtree(out)
+    os.replace(staging, out)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  return out
+
+
+def summary_table(metrics_path) -> str:
+  """The main metrics of a metrics.json as an aligned text table (generated | real)."""
+  summary = json.loads(Path(metrics_path).read_text())
+  lines = [f'{"metric":<44}{"generated":>12}{"real":>12}']
+  for section, key, label, _, _ in report.ROWS:
+    value = summary[section][key]
+    lines.append(f'{label:<44}{report.fmt(value["generated"]):>12}'
+                 f'{report.fmt(value["real"]):>12}')
+  lines.append(f'{"signal MAE of a flat line (mV)":<44}'
+               f'{report.fmt(summary["signal"]["flat_line_mae_mv"]):>12}')
+  sweep = summary.get('heart_rate_sweep')
+  if sweep:
+    lines.append(f'{"heart-rate sweep MAE (bpm)":<44}{report.fmt(sweep["mae_bpm"]):>12}')
+  return '\n'.join(lines)

@@ -1,0 +1,167 @@
+"""The evaluation report: report.md with the metric tables, and its figures (PNG).
+
+Figures: real vs generated ECGs for the same conditions, the heart-rate sweep, and a 2-D
+projection (PCA fitted on the real features) of the CLIP ECG features.
+"""
+import math
+from pathlib import Path
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ, STANDARD_LEADS  # noqa: E402
+
+# (section, key, label, what 'real' means for it, which direction is better)
+ROWS = (
+    ('signal', 'mae_mv', 'signal MAE (mV)', 'real A vs real B (different records)', 'lower'),
+    ('feature', 'heart_rate_mae_bpm', 'heart-rate MAE (bpm)', 'measured on the real ECG vs its '
+     'recorded rate', 'lower'),
+    ('feature', 'heart_rate_unmeasured', 'ECGs with no measurable rate', 'real ECGs', 'lower'),
+    ('diagnostic', 'fid', 'FID (paper: all generated vs all real)', 'real A vs real B', 'lower'),
+    ('diagnostic', 'fid_halves', 'FID (generated A vs real B)', 'real A vs real B', 'lower'),
+    ('diagnostic', 'rfid', 'rFID = FID / FID(real A, real B)', 'by definition', 'lower'),
+    ('diagnostic', 'clip_score', 'CLIP score (matched text)', 'real ECGs', 'higher'),
+    ('diagnostic', 'clip_score_shuffled', 'CLIP score (shuffled text, chance)', 'real ECGs',
+     'lower'),
+    ('diagnostic', 'rclip', 'rCLIP = CLIP score / real CLIP score', 'by definition', 'higher'),
+    ('diagnostic', 'precision', 'precision (k-NN, generated A vs real B)', 'real A vs real B',
+     'higher'),
+    ('diagnostic', 'recall', 'recall (k-NN, generated A vs real B)', 'real A vs real B',
+     'higher'),
+)
+
+
+def fmt(value) -> str:
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return 'n/a'
+  return f'{value:.4g}'
+
+
+def plot_pairs(real, generated, titles, path, fs: float = SAMPLE_RATE_HZ) -> Path:
+  """One panel per record: its 12 leads stacked, real (black) and generated (red) overlaid."""
+  count = len(real)
+  cols = min(2, count)
+  rows = math.ceil(count / cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(8 * cols, 9 * rows), squeeze=False)
+  t = np.arange(real.shape[1]) / fs
+  spacing = 2.5  # mV between stacked leads
+  for ax, r, g, title in zip(axes.flat, real, generated, titles):
+    for lead, name in enumerate(STANDARD_LEADS):
+      offset = -spacing * lead
+      ax.plot(t, r[:, lead] + offset, color='black', lw=0.6)
+      ax.plot(t, g[:, lead] + offset, color='tab:red', lw=0.6, alpha=0.8)
+      ax.text(-0.15, offset, name, ha='right', va='center', fontsize=8)
+    ax.set_yticks([])
+    ax.set_xlabel('time (s)')
+    ax.set_title(title, fontsize=8, wrap=True)
+  for ax in list(axes.flat)[count:]:
+    ax.axis('off')
+  fig.legend(handles=[plt.Line2D([], [], color='black', label='real'),
+                      plt.Line2D([], [], color='tab:red', label='generated')], loc='upper right')
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return Path(path)
+
+
+def plot_sweep(sweep: dict, path) -> Path:
+  """Measured vs requested heart rate, mean +- sd per requested rate, identity line."""
+  rows = sweep['rows']
+  requested = np.array([r['requested'] for r in rows])
+  fig, ax = plt.subplots(figsize=(5.5, 5))
+  ax.plot(requested, requested, '--', color='tab:gray', label='measured = requested')
+  ax.errorbar(requested, [r['mean'] for r in rows], yerr=[r['sd'] for r in rows], fmt='o-',
+              capsize=3, label='generated: mean +- sd')
+  ax.scatter(sweep['requested'], sweep['measured_hr'], s=6, color='tab:blue', alpha=0.3)
+  ax.set_xlabel('requested heart rate (bpm)')
+  ax.set_ylabel('measured heart rate (bpm)')
+  ax.set_title(f'"{sweep["report"]}", age {sweep["age"]:g}, sex {sweep["sex"]}', fontsize=9)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return Path(path)
+
+
+def pca_projection(reference, *others) -> list[np.ndarray]:
+  """Projects every set on the first two principal axes of `reference` (its mean removed)."""
+  mean = reference.mean(axis=0)
+  _, _, axes = np.linalg.svd(reference - mean, full_matrices=False)
+  return [(x - mean) @ axes[:2].T for x in (reference,) + others]
+
+
+def plot_features(real_features, generated_features, path) -> Path:
+  real_2d, generated_2d = pca_projection(real_features, generated_features)
+  fig, ax = plt.subplots(figsize=(5.5, 5))
+  ax.scatter(*real_2d.T, s=14, color='black', alpha=0.6, label='real')
+  ax.scatter(*generated_2d.T, s=14, color='tab:red', alpha=0.6, label='generated')
+  ax.set_xlabel('PC 1 of the real features')
+  ax.set_ylabel('PC 2 of the real features')
+  ax.set_title('CLIP ECG features (64-d), PCA', fontsize=9)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return Path(path)
+
+
+def markdown(summary: dict, figures: dict) -> str:
+  lines = [f'# Evaluation of {summary["workdir"]}', '',
+           f'{summary["num"]} records of the {summary["split"]} split; sampler {summary["sampler"]}'
+           f' ({summary["steps"]} steps), seed {summary["seed"]}; text: {summary["text"]}; '
+           f'CLIP model: {summary["clip_workdir"]}.', '',
+           '"real" is the same metric with real ECGs in place of the generated ones; set-to-set '
+           'metrics compare two random halves A and B of the real records (generated A: the ECGs '
+           'generated for the conditions of half A).', '',
+           '| metric | generated | real | real means | better |', '|---|---|---|---|---|']
+  for section, key, label, meaning, better in ROWS:
+    value = summary[section][key]
+    lines.append(f'| {label} | {fmt(value["generated"])} | {fmt(value["real"])} | {meaning} '
+                 f'| {better} |')
+  lines += ['', f'A flat line (all zeros) has signal MAE '
+            f'{fmt(summary["signal"]["flat_line_mae_mv"])} mV: MAE rewards smooth, low-amplitude '
+            f'ECGs, so read it with the other metrics.']
+  lines += ['', '## Lead consistency (Einthoven, Goldberger)', '',
+            'RMS residual of each relation, in mV and relative to the RMS limb-lead amplitude.',
+            '', '| relation | generated (mV) | real (mV) | generated (rel.) | real (rel.) |',
+            '|---|---|---|---|---|']
+  for relation, value in summary['lead_consistency'].items():
+    lines.append(f'| {relation} | {fmt(value["rms_mv"]["generated"])} | '
+                 f'{fmt(value["rms_mv"]["real"])} | {fmt(value["relative"]["generated"])} | '
+                 f'{fmt(value["relative"]["real"])} |')
+  sweep = summary.get('heart_rate_sweep')
+  if sweep:
+    lines += ['', '## Heart-rate sweep', '',
+              f'Report "{sweep["report"]}", age {sweep["age"]:g}, sex {sweep["sex"]}; MAE '
+              f'{fmt(sweep["mae_bpm"])} bpm; {sweep["unmeasured"]} ECG(s) with no measurable '
+              f'rate.', '', '| requested (bpm) | measured mean | sd | measured / samples |',
+              '|---|---|---|---|']
+    for row in sweep['rows']:
+      lines.append(f'| {row["requested"]:g} | {fmt(row["mean"])} | {fmt(row["sd"])} | '
+                   f'{row["measured"]} / {row["samples"]} |')
+  lines += ['', '## Figures', '']
+  for title, name in figures.items():
+    lines += [f'### {title}', '', f'![{title}]({name})', '']
+  seconds = ', '.join(f'{k} {v:.1f}' for k, v in summary['seconds'].items())
+  lines += [f'Seconds: {seconds}.', '']
+  return '\n'.join(lines)
+
+
+def write(folder, summary, real_ecg, generated, details, record_ids, reports, sweep,
+          grid_records: int) -> Path:
+  """Writes the figures and report.md into `folder`; returns the report's path."""
+  folder = Path(folder)
+  count = min(grid_records, len(real_ecg))
+  titles = [f'record {record_ids[i]}: ' + '; '.join(reports[i])[:120] for i in range(count)]
+  figures = {'Real vs generated ECGs, same conditions': plot_pairs(
+      real_ecg[:count], generated[:count], titles, folder / 'real_vs_generated.png').name}
+  if sweep is not None:
+    figures['Heart-rate sweep'] = plot_sweep(sweep, folder / 'heart_rate_sweep.png').name
+  figures['CLIP feature space'] = plot_features(details['real_features'],
+                                                details['generated_features'],
+                                                folder / 'feature_space.png').name
+  path = folder / 'report.md'
+  path.write_text(markdown(summary, figures))
+  return path
