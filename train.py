@@ -6,13 +6,15 @@
       --config.diffusion.batch_size=256
 
 A killed run resumes from its latest checkpoint when started again with the same workdir.
+Several hosts (or processes): add --coordinator_address=HOST0:PORT --num_processes=N
+--process_id=I on each, or --distributed where the cluster is detected (docs/datasets.md).
 """
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from diffusets_jax import config_validation
 from diffusets_jax.io import plots
-from diffusets_jax.training import checkpoints, trainer
+from diffusets_jax.training import checkpoints, distributed, trainer
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/tiny.py.',
                                           lock_config=True)
@@ -21,6 +23,12 @@ _STAGE = flags.DEFINE_enum('stage', 'all', list(trainer.STAGES),
                            'vae: train the VAE and encode latents; latents: re-encode only; '
                            'diffusion: train the U-Net on the latents; clip: train the ECG-text '
                            'model evaluate.py scores ECGs with; all: every stage.')
+_DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'Multi-process run with the cluster '
+                                  'detected by jax.distributed.initialize (TPU pod, Slurm, MPI).')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'Multi-process run: host:port of '
+                                   'process 0, with --num_processes and --process_id.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Multi-process run: how many.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Multi-process run: this one, 0-based.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -28,7 +36,11 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every save and restore at INFO
   config = config_validation.validate(_CONFIG.value)
+  if _DISTRIBUTED.value or _COORDINATOR.value:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   workdir = trainer.train_and_evaluate(config, _WORKDIR.value, _STAGE.value)
+  if not distributed.is_main_process():
+    return
   curves = plots.plot_training_curves(workdir)
   written = [('config', workdir / 'config.json')]
   for stage in checkpoints.STAGES:

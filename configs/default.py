@@ -10,9 +10,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = 'ludb'
+  config.data.name = 'ludb'               # ludb | ptbxl | mimic_iv_ecg (docs/datasets.md)
   config.data.tfds_dir = 'data/tfds'      # where the built ArrayRecord dataset goes
-  config.data.manual_dir = 'data/ludb'    # raw WFDB records
+  config.data.manual_dir = 'data/ludb'    # the raw dataset folder (WFDB records and CSVs)
+  config.data.num_workers = 0             # record-reading processes when building; 0: all CPUs
+  config.data.patients_csv = ''           # mimic_iv_ecg: MIMIC-IV hosp/patients.csv (age, sex)
 
   config.text = ml_collections.ConfigDict()
   config.text.encoder = 'minilm'          # minilm (offline, 384-d) | openai | hashing

@@ -115,7 +115,7 @@ def test_generator_refuses_a_changed_prompt_template(generator):
 
 def test_unknown_age_and_sex_are_filled_as_in_training(generator, trained_workdir):
   from diffusets_jax.training import trainer
-  train_ages = trainer.load_latents(trained_workdir, 'train')['cond'][:, -2]
+  train_ages = trainer.load_latents(trained_workdir, 'train')['patient'][:, 1]
   assert generator.conditioning['missing_age'] == float(np.median(train_ages))
   cond = generator.condition(['Sinus rhythm'], None, None, 70, num=2)
   np.testing.assert_allclose(cond[:, -3:], [[0.5, np.median(train_ages), 70]] * 2)

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 import wfdb
 
-from diffusets_jax.datasets import heart_rate, preprocessing
+from diffusets_jax.datasets import heart_rate, wfdb_records
 
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / 'data' / 'ludb'
 SPLIT_SIZES = {'train': 160, 'val': 20, 'test': 20}
@@ -64,16 +64,8 @@ def parse_comments(comments: list[str]) -> tuple[float, str, list[str]]:
 
 def read_record(path: Path) -> dict:
   """One WFDB record (path without extension) -> an example dict. Raises on bad records."""
-  record = wfdb.rdrecord(str(path))
-  if record.p_signal is None or record.p_signal.ndim != 2:
-    raise ValueError('no physical signal')
-  signal = record.p_signal[:, preprocessing.standard_lead_order(record.sig_name)]
-  duration = signal.shape[0] / record.fs
-  if abs(duration - preprocessing.DURATION_S) > 0.05:
-    raise ValueError(f'expected {preprocessing.DURATION_S:g} s, got {duration:.2f} s')
-  signal, nan_count = preprocessing.replace_nans(signal.astype(np.float64))
-  ecg = preprocessing.resample(signal)
-  age, sex, reports = parse_comments(record.comments)
+  ecg, nan_count = wfdb_records.read_ecg(path)
+  age, sex, reports = parse_comments(wfdb.rdheader(str(path)).comments)
   if not reports:
     raise ValueError('no diagnosis lines in the header')
   return dict(record_id=path.name, ecg=ecg, age=np.float32(age), sex=sex, reports=reports,
@@ -93,15 +85,7 @@ class Ludb(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__,
-        features=tfds.features.FeaturesDict({
-            'record_id': tfds.features.Text(),
-            'ecg': tfds.features.Tensor(shape=(preprocessing.NUM_SAMPLES, 12), dtype=np.float32),
-            'age': np.float32,
-            'sex': tfds.features.Text(),
-            'reports': tfds.features.Sequence(tfds.features.Text()),
-            'heart_rate': np.float32,
-            'nan_count': np.int32,
-        }),
+        features=wfdb_records.ecg_features(),
         homepage='https://physionet.org/content/ludb/1.0.1/',
         citation=('Kalyakulina A. et al., LUDB: A New Open-Access Validation Tool for '
                   'Electrocardiogram Delineation Algorithms, IEEE Access 8, 2020.'),

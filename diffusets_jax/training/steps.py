@@ -100,7 +100,10 @@ def replicate(tree):
 
 
 def unreplicate(tree):
-  return jax.tree_util.tree_map(lambda x: x[0], tree)
+  """The copy on this process's first device (every device holds the same values); host numpy,
+  so saving it needs no cross-process gather."""
+  return jax.tree_util.tree_map(
+      lambda x: np.asarray(x.addressable_data(0))[0] if isinstance(x, jax.Array) else x[0], tree)
 
 
 def parallel(step_fn, num_broadcast_args: int):

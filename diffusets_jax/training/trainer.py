@@ -15,10 +15,10 @@ import jax.numpy as jnp
 from tqdm import tqdm
 
 from diffusets_jax.conditioning import openai_encoder, patient, prompts, text_encoders
-from diffusets_jax.datasets import input_pipeline
+from diffusets_jax.datasets import input_pipeline, preprocessing
 from diffusets_jax.diffusion.schedule import linear_schedule
 from diffusets_jax.models import factory
-from diffusets_jax.training import checkpoints, steps
+from diffusets_jax.training import checkpoints, distributed, steps
 
 log = logging.getLogger(__name__)
 SPLITS = ('train', 'val', 'test')
@@ -82,22 +82,23 @@ def run_loop(stage, config, workdir, state, p_step, batch_fn, total_steps, lr_fn
              step_args_fn=lambda step: {}):
   """Shared loop: resume, step, log (progress bar + JSONL), checkpoint. Returns the final state.
 
-  `batch_fn(step)` gives the global batch of numpy arrays; `step_args_fn(step)` the named scalars
+  `batch_fn(step)` gives this process's rows of the global batch (all of it in one process); `step_args_fn(step)` the named scalars
   broadcast to every device (e.g. the KL weight), which are logged too.
   """
   mngr = checkpoints.manager(workdir, stage, config.train.checkpoint_every_steps,
                              config.train.keep_checkpoints)
   state, start = checkpoints.restore_latest(mngr, state)
+  main = distributed.is_main_process()
   if start >= total_steps:
-    print(f'[{stage}] already trained: checkpoint at step {start} of {total_steps}')
+    log_main(f'[{stage}] already trained: checkpoint at step {start} of {total_steps}')
     return state
   if start:
-    print(f'[{stage}] resuming from the checkpoint at step {start}')
-  writer = MetricsWriter(Path(workdir) / stage / 'metrics.jsonl')
+    log_main(f'[{stage}] resuming from the checkpoint at step {start}')
+  writer = MetricsWriter(Path(workdir) / stage / 'metrics.jsonl') if main else None
   base_key = jax.random.PRNGKey(config.seed + 1)
   replicated = steps.replicate(state)
   bar = tqdm(range(start, total_steps), initial=start, total=total_steps, desc=stage,
-             unit='step', dynamic_ncols=True)
+             unit='step', dynamic_ncols=True, disable=not main)
   t0 = time.time()
   for step in bar:
     batch = input_pipeline.shard(batch_fn(step))
@@ -105,8 +106,8 @@ def run_loop(stage, config, workdir, state, p_step, batch_fn, total_steps, lr_fn
     replicated, metrics = p_step(replicated, batch, jax.random.fold_in(base_key, step),
                                  *args.values())
     last = step + 1 == total_steps
-    if (step + 1) % config.train.log_every_steps == 0 or last:
-      metrics = {k: float(v[0]) for k, v in metrics.items()}
+    if main and ((step + 1) % config.train.log_every_steps == 0 or last):
+      metrics = {k: float(v.addressable_data(0)[0]) for k, v in metrics.items()}  # pmean'd
       rate = (step + 1 - start) / (time.time() - t0)
       bar.set_postfix(loss=f'{metrics["loss"]:.4g}', steps_per_s=f'{rate:.2f}')
       writer.write(dict(step=step + 1, time=time.time(), steps_per_s=rate,
@@ -115,9 +116,22 @@ def run_loop(stage, config, workdir, state, p_step, batch_fn, total_steps, lr_fn
       mngr.save(step + 1, args=checkpoints.ocp.args.StandardSave(steps.unreplicate(replicated)),
                 force=last)
   mngr.wait_until_finished()
-  writer.close()
+  if writer:
+    writer.close()
   bar.close()
   return steps.unreplicate(replicated)
+
+
+def log_main(message: str) -> None:
+  """Prints on process 0 only (every process runs the same program)."""
+  if distributed.is_main_process():
+    print(message)
+
+
+def describe_devices() -> str:
+  if jax.process_count() == 1:
+    return f'{jax.local_device_count()} device(s)'
+  return f'{jax.device_count()} devices in {jax.process_count()} processes'
 
 
 def kl_weight(step: int, steps_per_epoch: int, anneal_epochs: int) -> float:
@@ -128,19 +142,21 @@ def kl_weight(step: int, steps_per_epoch: int, anneal_epochs: int) -> float:
 def train_vae(config, workdir, max_steps: int | None = None):
   """Stage `vae` on the training split's ECGs. `max_steps` stops early (the schedule is unchanged),
   which is how a killed run is simulated in tests."""
-  data = input_pipeline.read_all(input_pipeline.open_split(config.data, 'train'), keys=('ecg',))
-  ecg = data['ecg']
+  source = input_pipeline.open_split(config.data, 'train')
+  n = len(source)
   batch_size = config.vae.batch_size
-  per_epoch = input_pipeline.steps_per_epoch(len(ecg), batch_size)
+  rows = input_pipeline.process_rows(batch_size)
+  per_epoch = input_pipeline.steps_per_epoch(n, batch_size)
   total = per_epoch * config.vae.epochs
   vae, state = vae_state(config, total)
   lr_fn = steps.onecycle_schedule(total, config.vae.learning_rate, config.vae.peak_learning_rate)
-  print(f'[vae] {factory.count_params(state.params):,} parameters, {len(ecg)} training ECGs, '
-        f'{total} steps of batch {batch_size} on {jax.local_device_count()} device(s)')
+  log_main(f'[vae] {factory.count_params(state.params):,} parameters, {n} training ECGs, '
+           f'{total} steps of batch {batch_size} on {describe_devices()}')
 
   def batch_fn(step):
-    index = input_pipeline.batch_indices(step, len(ecg), batch_size, config.seed)
-    return dict(ecg=ecg[index], example_index=np.arange(batch_size))
+    index = input_pipeline.batch_indices(step, n, batch_size, config.seed)[rows]
+    return dict(ecg=input_pipeline.read_rows(source, index, 'ecg'),
+                example_index=np.arange(batch_size)[rows])
 
   def step_args(step):
     return dict(kl_weight=kl_weight(step, per_epoch, config.vae.kl_anneal_epochs))
@@ -184,51 +200,114 @@ def prompt_table(template, reports) -> tuple[list[str], np.ndarray]:
   return distinct, np.array([position[p] for p in prompt_text], np.int32)
 
 
+METADATA = ('age', 'sex', 'reports', 'heart_rate', 'record_id')
+
+
+def read_metadata(source, index) -> dict:
+  """The non-signal fields of the examples at `index`, as read_all gives them."""
+  examples = source.__getitems__([int(i) for i in index])
+  return dict(age=np.array([ex['age'] for ex in examples], np.float32),
+              heart_rate=np.array([ex['heart_rate'] for ex in examples], np.float32),
+              sex=[ex['sex'].decode() for ex in examples],
+              record_id=[ex['record_id'].decode() for ex in examples],
+              reports=[[r.decode() for r in ex['reports']] for ex in examples])
+
+
+def read_split_metadata(source, chunk: int = 1024) -> dict:
+  """read_metadata of a whole split, read `chunk` examples at a time (memory stays flat)."""
+  parts = [read_metadata(source, np.arange(start, min(start + chunk, len(source))))
+           for start in range(0, len(source), chunk)]
+  return {k: (np.concatenate([p[k] for p in parts]) if k in ('age', 'heart_rate')
+              else sum((p[k] for p in parts), [])) for k in METADATA}
+
+
+def make_latent_encoder(config, vae_params):
+  """pmapped VAE encode of one global chunk: each process passes its rows (local devices,
+  rows per device, 1024, 12) and gets back the latents of the whole chunk."""
+  vae = factory.make_vae(config)
+
+  def encode(ecg, noise):
+    latent = vae.apply({'params': vae_params}, ecg, noise, method=vae.encode)[0]
+    return jax.lax.all_gather(latent, steps.AXIS, tiled=True)
+
+  p_encode = jax.pmap(encode, axis_name=steps.AXIS)
+  return lambda ecg, noise: np.asarray(p_encode(ecg, noise).addressable_data(0))[0]
+
+
 def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
   """Pre-encodes every split once with the trained VAE (a stochastic posterior sample, x 0.18215,
   as the reference) and embeds each distinct prompt once. Writes latents/<split>.npz holding
-  latent (n, 128, 4), cond (n, d_text + 3), the distinct prompts with their embeddings, the
-  record ids, and the conditioning record (JSON). Training reads these; it never embeds."""
-  vae = factory.make_vae(config)
+  latent (n, 128, 4), patient (n, 3: sex code, age, heart rate), the distinct prompts with their
+  embeddings and each record's prompt index, the record ids, and the conditioning record (JSON).
+  Training reads these; it never embeds.
+
+  Streams: `latent_encode_batch_size` ECGs at a time, split over every device of every process
+  (each process reads only its rows); process 0 reads the metadata, embeds and writes.
+  """
   if vae_params is None:
     vae_params = checkpoints.restore_params(workdir, 'vae', abstract_state(config, 'vae'))
-  encoder = text_encoders.make_text_encoder(config.text)
-  encode = jax.jit(lambda x, noise: vae.apply({'params': vae_params}, x, noise,
-                                              method=vae.encode)[0])
+  encode = make_latent_encoder(config, vae_params)
+  main = distributed.is_main_process()
+  encoder = text_encoders.make_text_encoder(config.text) if main else None
   latent_shape = factory.latent_shape(config)
+  size = config.diffusion.latent_encode_batch_size
+  rows = input_pipeline.process_rows(size)
   key = jax.random.PRNGKey(config.seed + 2)
   written, record = {}, None
   for split in SPLITS:  # train first: it defines the fill value for unknown ages
-    data = input_pipeline.read_all(input_pipeline.open_split(config.data, split))
-    if record is None:
-      record = conditioning_record(config, patient.missing_age_fill(data['age']))
-    n, size = len(data['ecg']), config.diffusion.latent_encode_batch_size
+    source = input_pipeline.open_split(config.data, split)
+    n = len(source)
     latents = []
-    for start in tqdm(range(0, n, size), desc=f'encode {split}', unit='batch', leave=False):
-      chunk = data['ecg'][start:start + size]
-      padded = np.zeros((size,) + chunk.shape[1:], np.float32)  # one shape: one compile
-      padded[:len(chunk)] = chunk
-      noise = jax.random.normal(jax.random.fold_in(key, start), (size,) + latent_shape)
-      latents.append(np.asarray(encode(jnp.asarray(padded), noise))[:len(chunk)])
-    distinct, prompt_index = prompt_table(config.text.template, data['reports'])
-    embeddings = encoder.encode(distinct, progress=True)
-    unknown_age = int(np.sum(~np.isfinite(data['age'])))
-    unknown_sex = sum(s not in patient.SEX_CODES for s in data['sex'])
-    if unknown_age or unknown_sex:
-      log.warning('%s: %d unknown age(s) filled with %.1f years, %d unknown sex(es) coded %.1f',
-                  split, unknown_age, record['missing_age'], unknown_sex, record['missing_sex'])
-    cond = patient.condition_vector(embeddings[prompt_index], patient.sex_codes(data['sex']),
-                                    patient.fill_ages(data['age'], record['missing_age']),
-                                    data['heart_rate'])
-    path = latents_path(workdir, split)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.tmp.npz')
-    np.savez(tmp, latent=np.concatenate(latents), cond=cond, prompts=np.array(distinct),
-             text_embedding=embeddings, prompt_index=prompt_index,
-             record_id=np.array(data['record_id']), conditioning=np.array(json.dumps(record)))
-    tmp.replace(path)
-    written[split] = path
+    for start in tqdm(range(0, n, size), desc=f'encode {split}', unit='batch', leave=False,
+                      disable=not main):
+      chunk = np.arange(start, min(start + size, n))
+      mine = np.arange(start, start + size)[rows]  # past the end: padding (one shape, one compile)
+      ecg = np.zeros((len(mine), preprocessing.NUM_SAMPLES, 12), np.float32)
+      real = mine < n
+      if real.any():
+        ecg[real] = input_pipeline.read_rows(source, mine[real], 'ecg')
+      noise = np.asarray(jax.random.normal(jax.random.fold_in(key, start),
+                                           (size,) + latent_shape))[rows]
+      latents.append(encode(*input_pipeline.shard((ecg, noise)))[:len(chunk)])
+    if main:
+      data = read_split_metadata(source)
+      if record is None:
+        record = conditioning_record(config, patient.missing_age_fill(data['age']))
+      written[split] = write_latents(config, workdir, split, record, encoder,
+                                     np.concatenate(latents), data)
+  distributed.barrier('latents written')
   return written
+
+
+def write_latents(config, workdir, split, record, encoder, latent, data) -> Path:
+  distinct, prompt_index = prompt_table(config.text.template, data['reports'])
+  embeddings = encoder.encode(distinct, progress=True)
+  unknown_age = int(np.sum(~np.isfinite(data['age'])))
+  unknown_sex = sum(s not in patient.SEX_CODES for s in data['sex'])
+  if unknown_age or unknown_sex:
+    log.warning('%s: %d unknown age(s) filled with %.1f years, %d unknown sex(es) coded %.1f',
+                split, unknown_age, record['missing_age'], unknown_sex, record['missing_sex'])
+  patient_values = np.stack([patient.sex_codes(data['sex']),
+                             patient.fill_ages(data['age'], record['missing_age']),
+                             np.asarray(data['heart_rate'], np.float32)], axis=1)
+  if not np.all(np.isfinite(patient_values)):
+    raise ValueError(f'{split}: heart rates must be finite (and ages after filling)')
+  path = latents_path(workdir, split)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix('.tmp.npz')
+  np.savez(tmp, latent=latent, patient=patient_values, prompts=np.array(distinct),
+           text_embedding=embeddings, prompt_index=prompt_index,
+           record_id=np.array(data['record_id']), conditioning=np.array(json.dumps(record)))
+  tmp.replace(path)
+  return path
+
+
+def latent_conditions(data: dict, index) -> np.ndarray:
+  """Condition vectors (len(index), d_text + 3) of latents-file rows: each record's prompt
+  embedding, then sex, age, heart rate (built per batch: MIMIC-scale files would not hold them
+  whole)."""
+  return np.concatenate([data['text_embedding'][data['prompt_index'][index]],
+                         data['patient'][index]], axis=1).astype(np.float32)
 
 
 def conditioning_path(workdir, stage: str = 'diffusion') -> Path:
@@ -258,14 +337,16 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
   unet, state = unet_state(config, total)
   d = config.diffusion
   lr_fn = steps.cosine_schedule(total, d.learning_rate, d.final_lr_fraction)
-  print(f'[diffusion] {factory.count_params(state.params):,} parameters, {n} training latents '
-        f'(std {data["latent"].std():.3f}), {total} steps of batch {batch_size} on '
-        f'{jax.local_device_count()} device(s)')
+  log_main(f'[diffusion] {factory.count_params(state.params):,} parameters, {n} training '
+           f'latents (std {data["latent"].std():.3f}), {total} steps of batch {batch_size} on '
+           f'{describe_devices()}')
+
+  rows = input_pipeline.process_rows(batch_size)
 
   def batch_fn(step):
-    index = input_pipeline.batch_indices(step, n, batch_size, config.seed)
-    return dict(latent=data['latent'][index], cond=data['cond'][index],
-                example_index=np.arange(batch_size))
+    index = input_pipeline.batch_indices(step, n, batch_size, config.seed)[rows]
+    return dict(latent=data['latent'][index], cond=latent_conditions(data, index),
+                example_index=np.arange(batch_size)[rows])
 
   p_step = steps.make_diffusion_step(unet, schedule_from_config(config))
   return run_loop('diffusion', config, workdir, state, p_step, batch_fn,
@@ -282,23 +363,24 @@ def embed_reports(config, reports, encoder=None) -> np.ndarray:
 def train_clip(config, workdir, max_steps: int | None = None):
   """Stage `clip`: the ECG-text contrastive model, on the real training split (ECGs and the
   embeddings of their prompts). It records its text encoder, which the evaluation checks."""
-  data = input_pipeline.read_all(input_pipeline.open_split(config.data, 'train'),
-                                 keys=('ecg', 'reports'))
-  ecg, text = data['ecg'], embed_reports(config, data['reports'])
+  source = input_pipeline.open_split(config.data, 'train')
+  n = len(source)
+  text = embed_reports(config, read_split_metadata(source)['reports'])
   checkpoints.write_atomic(conditioning_path(workdir, 'clip'),
                            json.dumps(dict(text=text_encoders.identity(config.text)), indent=1))
   batch_size = config.clip.batch_size
-  per_epoch = input_pipeline.steps_per_epoch(len(ecg), batch_size)
+  rows = input_pipeline.process_rows(batch_size)
+  per_epoch = input_pipeline.steps_per_epoch(n, batch_size)
   total = per_epoch * config.clip.epochs
   clip, state = clip_state(config, total)
   c = config.clip
   lr_fn = steps.cosine_schedule(total, c.learning_rate, c.final_lr_fraction)
-  print(f'[clip] {factory.count_params(state.params):,} parameters, {len(ecg)} training pairs, '
-        f'{total} steps of batch {batch_size} on {jax.local_device_count()} device(s)')
+  log_main(f'[clip] {factory.count_params(state.params):,} parameters, {n} training pairs, '
+           f'{total} steps of batch {batch_size} on {describe_devices()}')
 
   def batch_fn(step):
-    index = input_pipeline.batch_indices(step, len(ecg), batch_size, config.seed + 3)
-    return dict(ecg=ecg[index], text=text[index])
+    index = input_pipeline.batch_indices(step, n, batch_size, config.seed + 3)[rows]
+    return dict(ecg=input_pipeline.read_rows(source, index, 'ecg'), text=text[index])
 
   return run_loop('clip', config, workdir, state, steps.make_clip_step(clip), batch_fn,
                   min(total, max_steps or total), lr_fn)
