@@ -25,8 +25,14 @@ _SAMPLER = flags.DEFINE_enum('sampler', None, ['ddpm', 'ddim'],
                              'ddim: --steps steps. Default: the config\'s sampling.sampler.')
 _STEPS = flags.DEFINE_integer('steps', None, 'DDIM steps (default: config sampling.ddim_steps).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the sampler, the record choice and the halves.')
+_GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none. '
+                               'Default: the config\'s sampling.guidance_scale.')
+_DATASET = flags.DEFINE_string('dataset', None, 'Evaluate on one dataset of a model trained on '
+                               'several (data.name ptbxl+ludb): ptbxl or ludb. Default: all of '
+                               'them.')
 _SWEEP = flags.DEFINE_bool('sweep', True, 'Also run the heart-rate sweep (config evaluation.*).')
-_OUT = flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/evaluation/SPLIT).')
+_OUT = flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/evaluation/SPLIT, or '
+                           'SPLIT_DATASET with --dataset).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -34,7 +40,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   out = evaluator.evaluate(_WORKDIR.value, _SPLIT.value, _NUM.value, _CLIP_WORKDIR.value,
-                           _SAMPLER.value, _STEPS.value, _SEED.value, _OUT.value, _SWEEP.value)
+                           _SAMPLER.value, _STEPS.value, _SEED.value, _OUT.value, _SWEEP.value,
+                           _GUIDANCE.value, _DATASET.value)
   print(evaluator.summary_table(out / 'metrics.json'))
   for label, name in (('metrics', 'metrics.json'), ('report', 'report.md'),
                       ('generated ECGs', 'generated.npz')):

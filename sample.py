@@ -1,5 +1,7 @@
-"""Generate 12-lead ECGs from clinical reports and patient information with a trained workdir.
+"""Generate 12-lead ECGs from clinical reports and patient information, with the shipped
+pretrained model (default) or a trained workdir.
 
+  python sample.py --text "Sinus bradycardia" --age 60 --sex F --hr 50 --out samples/brady
   python sample.py --workdir runs/demo --text "Sinus bradycardia" \
       --text "Electric axis of the heart: left axis deviation" --age 60 --sex F --hr 55 \
       --num 4 --sampler ddim --steps 50 --seed 0 --out samples/brady
@@ -18,7 +20,8 @@ from diffusets_jax.generate import Generator
 from diffusets_jax.io import ecg_files, plots
 from diffusets_jax.training import checkpoints
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Trained workdir (from train.py).')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Trained workdir (from train.py). Default: the '
+                                'pretrained model shipped in the package (docs/pretrained.md).')
 _TEXT = flags.DEFINE_multi_string('text', None, 'Clinical report; repeat for ordered reports.')
 _AGE = flags.DEFINE_float('age', None, 'Age in years, 0-120. Omit if unknown: it is then filled '
                           'with the median training age the model recorded.')
@@ -31,6 +34,9 @@ _SAMPLER = flags.DEFINE_enum('sampler', None, ['ddpm', 'ddim'],
                              'deterministic steps. Default: the config\'s sampling.sampler.')
 _STEPS = flags.DEFINE_integer('steps', None, 'DDIM steps (default: config sampling.ddim_steps).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
+_GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none '
+                               '(the conditional model alone). Default: the model config\'s '
+                               'sampling.guidance_scale.')
 _OUT = flags.DEFINE_string('out', None, 'Output directory.')
 _WFDB_RATE = flags.DEFINE_enum('wfdb_rate', '102.4', ['102.4', '500'],
                                'Sample rate of the WFDB files: the model\'s 102.4 Hz, or 500 Hz '
@@ -39,14 +45,18 @@ _TEXT_ENCODER = flags.DEFINE_enum(
     'text_encoder', None, list(text_encoders.ENCODERS),
     'The text encoder you expect the model to use; sampling stops with an error if it was '
     'trained with another. Default: the one it was trained with.')
-flags.mark_flags_as_required(['workdir', 'text', 'hr', 'out'])
+flags.mark_flags_as_required(['text', 'hr', 'out'])
 
 
 def expected_text_encoder(workdir, name: str | None):
-  """The encoder named on the command line, with the workdir's other text settings."""
+  """The encoder named on the command line, with the model's other text settings."""
   if name is None:
     return None
-  text_config = checkpoints.load_config(workdir).text
+  if workdir is None:
+    from diffusets_jax import pretrained
+    text_config = checkpoints.load_config(pretrained.HERE).text
+  else:
+    text_config = checkpoints.load_config(workdir).text
   text_config.encoder, text_config.model, text_config.dim = name, '', 0
   text_encoders.resolve(text_config)
   return text_encoders.make_text_encoder(text_config)
@@ -56,20 +66,27 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every save and restore at INFO
   sex = _SEX.value.upper()
-  generator = Generator.from_workdir(
-      _WORKDIR.value, expected_text_encoder(_WORKDIR.value, _TEXT_ENCODER.value))
+  text_encoder = expected_text_encoder(_WORKDIR.value, _TEXT_ENCODER.value)
+  if _WORKDIR.value is None:
+    generator = Generator.pretrained(text_encoder)
+  else:
+    generator = Generator.from_workdir(_WORKDIR.value, text_encoder)
   ecgs = generator.generate(_TEXT.value, _AGE.value, None if sex == 'U' else sex, _HR.value,
-                            _NUM.value, _SAMPLER.value, _STEPS.value, _SEED.value)
+                            _NUM.value, _SAMPLER.value, _STEPS.value, _SEED.value,
+                            _GUIDANCE.value)
   age = generator.filled_age(_AGE.value)
   out = Path(_OUT.value)
   prompt = generator.prompt(_TEXT.value)
-  sampler = _SAMPLER.value or generator.config.sampling.sampler
-  conditions = dict(reports=_TEXT.value, prompt=prompt, age=age, age_known=_AGE.value is not None,
-                    sex=sex, heart_rate=_HR.value, sampler=sampler, seed=_SEED.value,
+  sampler, steps = generator.sampler_settings(_SAMPLER.value, _STEPS.value)
+  guidance = generator.guidance(_GUIDANCE.value)
+  conditions = dict(model=_WORKDIR.value or 'pretrained', reports=_TEXT.value, prompt=prompt,
+                    age=age, age_known=_AGE.value is not None, sex=sex, heart_rate=_HR.value,
+                    sampler=sampler, steps=steps or generator.schedule.num_timesteps,
+                    guidance_scale=guidance, seed=_SEED.value,
                     text_encoder=generator.text_encoder.model)
   age_text = f'{age:g} y' if _AGE.value is not None else f'age unknown ({age:g} y used)'
   title = (f'{" | ".join(_TEXT.value)}\n{sex}, {age_text}, requested HR {_HR.value:g} bpm, '
-           f'{sampler}, seed {_SEED.value}')
+           f'{sampler}, guidance {guidance:g}, seed {_SEED.value}')
   for i, ecg in enumerate(ecgs):
     name = f'ecg_{i:03d}'
     ecg_files.write_wfdb(ecg, out, name, float(_WFDB_RATE.value),

@@ -66,7 +66,7 @@ def main():
       config.name, config.manual_dir = 'ptbxl', str(scratch / 'ptbxl')
       config.tfds_dir, config.num_workers = str(scratch / f'tfds_{workers}'), workers
       start = time.perf_counter()
-      builder = input_pipeline.build(config)
+      builder = input_pipeline.build(config)[config.name]
       seconds = time.perf_counter() - start
       if workers > 1:  # end the workers, so getrusage(RUSAGE_CHILDREN) reports their peak
         wfdb_records.worker_pool(workers).shutdown()

@@ -10,9 +10,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = 'ludb'               # ludb | ptbxl | mimic_iv_ecg (docs/datasets.md)
+  config.data.name = 'ludb'               # ludb | ptbxl | mimic_iv_ecg, or several: ptbxl+ludb
   config.data.tfds_dir = 'data/tfds'      # where the built ArrayRecord dataset goes
-  config.data.manual_dir = 'data/ludb'    # the raw dataset folder (WFDB records and CSVs)
+  config.data.manual_dir = ''             # raw folder(s), '+'-joined like name; '': bundled data/
+  config.data.ptbxl_records = 'auto'      # records500 | records100 | auto (500 Hz if present)
+  config.data.ptbxl_reports = 'scp'       # scp: English SCP descriptions | report: free text
   config.data.num_workers = 0             # record-reading processes when building; 0: all CPUs
   config.data.patients_csv = ''           # mimic_iv_ecg: MIMIC-IV hosp/patients.csv (age, sex)
 
@@ -39,7 +41,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.vae.latent_channels = 4
   config.vae.batch_size = 256
   config.vae.epochs = 10
-  config.vae.kl_anneal_epochs = 10       # KL weight (epoch + 1) / kl_anneal_epochs, capped at 1
+  config.vae.kl_anneal_epochs = 10       # KL weight (epoch + 1) / kl_anneal_epochs, capped at 1 ...
+  config.vae.kl_weight = 1.0             # ... times this (1: the reference)
   config.vae.learning_rate = 1e-4        # one-cycle: starts here ...
   config.vae.peak_learning_rate = 2e-4   # ... peaks here
   config.vae.weight_decay = 0.01
@@ -50,6 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.unet.heads = 8
   config.unet.bottleneck_attention_hidden = 32
   config.unet.bottleneck_heads = 4
+  # Age and heart rate enter c raw in the reference; True rescales sex, age and heart rate to
+  # about unit range inside the U-Net (conditioning/patient.py), so they do not drown the text.
+  config.unet.normalize_patient = False
 
   config.diffusion = ml_collections.ConfigDict()
   config.diffusion.num_timesteps = 1000
@@ -61,11 +67,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.diffusion.final_lr_fraction = 0.1
   config.diffusion.weight_decay = 0.01
   config.diffusion.latent_encode_batch_size = 64
+  # Classifier-free guidance: this share of training examples gets the learned null condition
+  # (0: off, as the reference; the U-Net then has no null-condition parameter).
+  config.diffusion.condition_dropout = 0.0
+  config.diffusion.ema_decay = 0.0       # EMA of the U-Net weights (e.g. 0.999); 0: off
 
   config.sampling = ml_collections.ConfigDict()
   config.sampling.sampler = 'ddpm'
   config.sampling.ddim_steps = 50
   config.sampling.clip = 1.0
+  config.sampling.guidance_scale = 1.0   # 1: the conditional prediction alone (no guidance)
+  config.sampling.use_ema = True         # sample with the EMA weights where there are some
 
   # The ECG-text contrastive model of the evaluation (ResNet1d-18 + text MLP, spec section 6).
   config.clip = ml_collections.ConfigDict()

@@ -29,6 +29,17 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if channels % config.vae.groups:
       raise ValueError(f'vae.channels {tuple(config.vae.channels)} must all be divisible by '
                        f'vae.groups={config.vae.groups}')
+  if not 0.0 <= config.diffusion.condition_dropout < 1.0:
+    raise ValueError(f'diffusion.condition_dropout must be in [0, 1), got '
+                     f'{config.diffusion.condition_dropout}')
+  if not 0.0 <= config.diffusion.ema_decay < 1.0:
+    raise ValueError(f'diffusion.ema_decay must be in [0, 1) (0: no EMA), got '
+                     f'{config.diffusion.ema_decay}')
+  if config.vae.kl_weight < 0:
+    raise ValueError(f'vae.kl_weight must be non-negative, got {config.vae.kl_weight}')
+  if config.sampling.guidance_scale < 0:
+    raise ValueError(f'sampling.guidance_scale must be non-negative, got '
+                     f'{config.sampling.guidance_scale}')
   if config.sampling.sampler not in ('ddpm', 'ddim'):
     raise ValueError(f"sampling.sampler must be 'ddpm' or 'ddim', got {config.sampling.sampler!r}")
   config.lock()

@@ -57,11 +57,19 @@ class Generator:
       raise FileNotFoundError(f'{record_path} not found: {workdir} has no trained diffusion '
                               f'stage (run train.py --stage diffusion)')
     conditioning = json.loads(record_path.read_text())
+    unet_state = checkpoints.restore_state(workdir, 'diffusion',
+                                           trainer.abstract_state(config, 'diffusion'))
     return cls(config,
                checkpoints.restore_params(workdir, 'vae', trainer.abstract_state(config, 'vae')),
-               checkpoints.restore_params(workdir, 'diffusion',
-                                          trainer.abstract_state(config, 'diffusion')),
-               conditioning, text_encoder)
+               sampling_params(unet_state, config.sampling.use_ema), conditioning, text_encoder)
+
+  @classmethod
+  def pretrained(cls, text_encoder=None) -> 'Generator':
+    """The model shipped inside the package (configs/pretrained.py, trained on the bundled
+    PTB-XL and LUDB ECGs; docs/pretrained.md). Needs no training and no download."""
+    from diffusets_jax import pretrained
+    config, vae_params, unet_params, conditioning = pretrained.load()
+    return cls(config, vae_params, unet_params, conditioning, text_encoder)
 
   def prompt(self, reports) -> str:
     """One report (str) or several in order -> the prompt; empty reports are rejected there."""
@@ -93,11 +101,13 @@ class Generator:
 
   def generate_from_conditions(self, cond, sampler: str | None = None, steps: int | None = None,
                                seed: int = 0, batch_size: int = 64,
-                               progress: str | None = None) -> np.ndarray:
+                               progress: str | None = None,
+                               guidance_scale: float | None = None) -> np.ndarray:
     """ECGs (n, 1024, 12) mV for condition vectors (n, d_text + 3), generated `batch_size` at a
     time (the last batch padded, so one shape compiles once). Batch b uses the key
     fold_in(PRNGKey(seed), b): the result depends on seed and batch_size only."""
     sampler, steps = self.sampler_settings(sampler, steps)
+    guidance_scale = self.guidance(guidance_scale)
     cond = np.asarray(cond, np.float32)
     out = []
     starts = range(0, len(cond), batch_size)
@@ -107,7 +117,7 @@ class Generator:
       padded = np.zeros((batch_size, cond.shape[1]), np.float32)
       padded[:len(chunk)] = chunk
       ecg, _ = self._sample((self.vae_params, self.unet_params), jnp.asarray(padded), batch_size,
-                            sampler, steps,
+                            sampler, steps, guidance_scale != 1.0, guidance_scale,
                             jax.random.fold_in(jax.random.PRNGKey(seed), batch))
       out.append(np.asarray(ecg)[:len(chunk)])
     return np.concatenate(out)
@@ -123,6 +133,19 @@ class Generator:
     samplers.ddim_timesteps(self.schedule.num_timesteps, steps)  # validates steps
     return sampler, steps
 
+  def guidance(self, guidance_scale: float | None) -> float:
+    """Validated classifier-free guidance scale (None: the config's sampling.guidance_scale).
+    1 is the conditional model alone; above 1 needs a model trained with condition dropout."""
+    scale = float(self.config.sampling.guidance_scale if guidance_scale is None
+                  else guidance_scale)
+    if not np.isfinite(scale) or scale < 0:
+      raise ValueError(f'guidance scale must be a finite number >= 0, got {scale}')
+    if scale != 1.0 and not self.config.diffusion.condition_dropout > 0:
+      raise ValueError(f'guidance scale {scale:g} needs a null condition, but this model was '
+                       f'trained without condition dropout (diffusion.condition_dropout = 0); '
+                       f'use guidance scale 1')
+    return scale
+
   def filled_age(self, age: float | None) -> float:
     """`age`, or for None the value this model recorded for an unknown age."""
     if age is not None:
@@ -132,10 +155,16 @@ class Generator:
                        'recorded value for an unknown age')
     return self.conditioning['missing_age']
 
-  @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
-  def _sample(self, params, cond, num, sampler, steps, rng):
+  @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6))
+  def _sample(self, params, cond, num, sampler, steps, guide, guidance_scale, rng):
+    # `guide` is static: at scale 1 the unguided program runs (exactly the conditional model,
+    # at half the cost); otherwise the scale is a traced constant of one compiled program.
     vae_params, unet_params = params
     eps_fn = lambda z, t, c: self.unet.apply({'params': unet_params}, z, t, c)
+    if guide:
+      eps_fn = samplers.guided(
+          lambda z, t, c, drop: self.unet.apply({'params': unet_params}, z, t, c, drop),
+          guidance_scale)
     decode_fn = lambda z: self.vae.apply({'params': vae_params}, z, method=self.vae.decode)
     shape = (num,) + factory.latent_shape(self.config)
     clip = self.config.sampling.clip
@@ -144,20 +173,23 @@ class Generator:
     return samplers.ddim_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng, steps, clip)
 
   def generate(self, reports, age: float | None, sex: str | None, heart_rate: float, num: int = 1,
-               sampler: str | None = None, steps: int | None = None, seed: int = 0) -> np.ndarray:
+               sampler: str | None = None, steps: int | None = None, seed: int = 0,
+               guidance_scale: float | None = None) -> np.ndarray:
     """ECGs (num, 1024, 12) in mV, standard lead order, 102.4 Hz.
 
     reports: one report or several in order of importance; age in years (0-120) or None
     (unknown); sex 'M', 'F' or None (unknown); heart_rate in bpm (20-300); sampler 'ddpm'
     (1000 ancestral steps, the reference) or 'ddim' (`steps` deterministic steps); both run as
-    one jitted scan including the VAE decode.
+    one jitted scan including the VAE decode. guidance_scale: classifier-free guidance (None:
+    the config's; 1: none).
     """
     if num < 1:
       raise ValueError(f'num must be at least 1, got {num}')
     sampler, steps = self.sampler_settings(sampler, steps)
+    guidance_scale = self.guidance(guidance_scale)
     cond = jnp.asarray(self.condition(reports, age, sex, heart_rate, num))
     ecg, _ = self._sample((self.vae_params, self.unet_params), cond, num, sampler, steps,
-                          jax.random.PRNGKey(seed))
+                          guidance_scale != 1.0, guidance_scale, jax.random.PRNGKey(seed))
     return np.asarray(ecg)
 
   def __hash__(self):
@@ -165,3 +197,9 @@ class Generator:
 
   def __eq__(self, other):
     return self is other
+
+
+def sampling_params(unet_state, use_ema: bool = True):
+  """The U-Net weights to sample with: the EMA where the state keeps one and use_ema is set."""
+  ema = getattr(unet_state, 'ema_params', None)
+  return ema if use_ema and ema is not None else unet_state.params

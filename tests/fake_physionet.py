@@ -61,6 +61,36 @@ def ptbxl_lead_names():
   return [name.upper() if name.startswith('aV') else name for name in STANDARD]  # 'AVR', ...
 
 
+def make_ptbxl_records100(root: Path) -> dict:
+  """A PTB-XL folder with only records100/ (100 Hz, what a download of just that folder gives):
+  three records with tied and ordered SCP likelihoods. Returns per record its split, rate,
+  signal and the expected English scp_reports."""
+  root = Path(root)
+  rows, expected = [], {}
+  cases = {1: ("{'SR': 0.0, 'NORM': 100.0}", ['normal ECG', 'sinus rhythm']),
+           2: ("{'IMI': 35.0, 'NORM': 80.0, 'SR': 0.0}",
+               ['normal ECG', 'inferior myocardial infarction', 'sinus rhythm']),
+           10: ("{'SR': 0.0, 'XYZ': 50.0, 'IMI': 0.0}",  # XYZ: not in the table, left out
+                ['sinus rhythm', 'inferior myocardial infarction'])}
+  for ecg_id, (codes, reports) in cases.items():
+    bpm = 55 + 10 * ecg_id
+    signal = synthetic_ecg(bpm, fs=100.0, seed=ecg_id)
+    write_record(root / 'records100' / '00000', f'{ecg_id:05d}_lr', signal, ptbxl_lead_names(),
+                 100.0)
+    rows.append(dict(ecg_id=str(ecg_id), age='60', sex='0', report=f'bericht {ecg_id}',
+                     scp_codes=codes, strat_fold=str(ecg_id),
+                     filename_lr=f'records100/00000/{ecg_id:05d}_lr',
+                     filename_hr=f'records500/00000/{ecg_id:05d}_hr'))
+    split = 'train' if ecg_id <= 8 else 'val' if ecg_id == 9 else 'test'
+    expected[str(ecg_id)] = dict(split=split, bpm=bpm, signal=signal, fs=100.0,
+                                 scp_reports=reports)
+  write_csv(root / 'ptbxl_database.csv', PTBXL_COLUMNS, rows)
+  write_csv(root / 'scp_statements.csv', SCP_COLUMNS,
+            [{'': 'NORM', 'description': 'normal ECG'}, {'': 'SR', 'description': 'sinus rhythm'},
+             {'': 'IMI', 'description': 'inferior myocardial infarction'}])
+  return expected
+
+
 def make_ptbxl(root: Path) -> dict:
   """A PTB-XL folder; returns what the build should give: kept ids per split with their rates
   and signals, and the ids that must be skipped."""

@@ -16,6 +16,11 @@ def data_config(name, manual_dir, tfds_dir, num_workers=1, patients_csv=''):
   return config
 
 
+def build(config):
+  """The builder of the config's one dataset."""
+  return input_pipeline.build(config)[config.name]
+
+
 def read_split(builder, split) -> dict:
   source = builder.as_data_source(split)
   return {ex['record_id'].decode(): ex for ex in source.__getitems__(list(range(len(source))))}
@@ -37,7 +42,7 @@ def ptbxl_build(tmp_path_factory):
 def test_ptbxl_builds_the_expected_records(ptbxl_build, caplog):
   expected, root = ptbxl_build
   with caplog.at_level(logging.WARNING):
-    builder = input_pipeline.build(data_config('ptbxl', root / 'ptb-xl-1.0.3', root / 'tfds'))
+    builder = build(data_config('ptbxl', root / 'ptb-xl-1.0.3', root / 'tfds'))
   for split in ('train', 'val', 'test'):
     examples = read_split(builder, split)
     assert set(examples) == set(expected[split]), split
@@ -61,8 +66,8 @@ def test_ptbxl_builds_the_expected_records(ptbxl_build, caplog):
 
 def test_ptbxl_parallel_build_equals_the_serial_one(ptbxl_build, tmp_path):
   expected, root = ptbxl_build
-  serial = input_pipeline.build(data_config('ptbxl', root / 'ptb-xl-1.0.3', root / 'tfds'))
-  parallel = input_pipeline.build(data_config('ptbxl', root / 'ptb-xl-1.0.3', tmp_path,
+  serial = build(data_config('ptbxl', root / 'ptb-xl-1.0.3', root / 'tfds'))
+  parallel = build(data_config('ptbxl', root / 'ptb-xl-1.0.3', tmp_path,
                                               num_workers=2))
   for split in ('train', 'val', 'test'):
     a, b = read_split(serial, split), read_split(parallel, split)
@@ -78,6 +83,57 @@ def test_ptbxl_missing_files_are_listed(tmp_path):
     input_pipeline.build(data_config('ptbxl', tmp_path / 'ptbxl', tmp_path / 'tfds'))
   message = str(error.value)
   assert 'ptbxl_database.csv' in message and 'records500' in message
+
+
+def test_ptbxl_records100_only(tmp_path):
+  """A download of only records100/: auto picks it, the 100 Hz records are resampled to 1024
+  samples, and the SCP prompt lists the English descriptions by likelihood (ties keep order)."""
+  expected = fake_physionet.make_ptbxl_records100(tmp_path / 'ptbxl')
+  config = data_config('ptbxl', tmp_path / 'ptbxl', tmp_path / 'tfds')
+  builder = build(config)
+  assert builder.builder_config.name == 'records100'
+  for record_id, want in expected.items():
+    example = read_split(builder, want['split'])[record_id]
+    assert example['ecg'].shape == (preprocessing.NUM_SAMPLES, 12)
+    assert_signal(example, want)
+    assert abs(example['heart_rate'] - want['bpm']) < 2.0
+    assert [r.decode() for r in example['scp_reports']] == want['scp_reports']
+    assert [r.decode() for r in example['reports']] == [f'bericht {record_id}']
+  # What training reads as `reports`: the SCP descriptions, or the free text when chosen.
+  source = input_pipeline.open_split(config, 'train')
+  assert [[r.decode() for r in ex['reports']] for ex in source.__getitems__([0, 1])] == [
+      expected['1']['scp_reports'], expected['2']['scp_reports']]
+  config.ptbxl_reports = 'report'
+  source = input_pipeline.open_split(config, 'test')
+  assert [r.decode() for r in source.__getitems__([0])[0]['reports']] == ['bericht 10']
+  config.ptbxl_records = 'records500'
+  with pytest.raises(FileNotFoundError, match='records500'):
+    build(config)
+
+
+def test_two_datasets_are_read_as_one(ptbxl_build, tfds_dir):
+  """data.name 'ptbxl+ludb': each split is PTB-XL's examples, then LUDB's; `only` keeps one."""
+  _, root = ptbxl_build
+  config = data_config('ptbxl+ludb', f'{root / "ptb-xl-1.0.3"}+', root / 'tfds')
+  ptbxl_train = build(data_config('ptbxl', root / 'ptb-xl-1.0.3', root / 'tfds')).as_data_source(
+      'train')
+  ludb_train = input_pipeline.open_split(data_config('ludb', '', tfds_dir), 'train')
+  config.tfds_dir = str(tfds_dir)  # LUDB is built there; PTB-XL gets built beside it
+  both = input_pipeline.open_split(config, 'train')
+  assert len(both) == len(ptbxl_train) + len(ludb_train)
+  n = len(ptbxl_train)
+  mixed = both.__getitems__([n, 0, n + 5])
+  assert mixed[0]['record_id'] == ludb_train.__getitems__([0])[0]['record_id']
+  assert mixed[1]['record_id'] == ptbxl_train.__getitems__([0])[0]['record_id']
+  assert mixed[2]['record_id'] == ludb_train.__getitems__([5])[0]['record_id']
+  assert mixed[1]['reports'] == ptbxl_train.__getitems__([0])[0]['scp_reports']
+  assert len(input_pipeline.open_split(config, 'train', only='ludb')) == len(ludb_train)
+  with pytest.raises(IndexError):
+    both.__getitems__([len(both)])
+  with pytest.raises(ValueError, match='names a dataset twice'):
+    input_pipeline.dataset_names(data_config('ptbxl+ptbxl', '', tfds_dir))
+  with pytest.raises(ValueError, match='names 1 folder'):
+    input_pipeline.manual_dirs(data_config('ptbxl+ludb', root, tfds_dir))
   assert 'scp_statements.csv' not in message.split('PTB-XL 1.0.3')[0]
   assert 'physionet.org/content/ptb-xl/1.0.3' in message
 
@@ -89,7 +145,7 @@ def test_mimic_builds_reports_heart_rates_and_patient_disjoint_splits(tmp_path, 
   config = data_config('mimic_iv_ecg', tmp_path / 'mimic-iv-ecg', tmp_path / 'tfds',
                        patients_csv=expected['patients_csv'] if with_patients else '')
   with caplog.at_level(logging.WARNING):
-    builder = input_pipeline.build(config)
+    builder = build(config)
   subjects = {}
   for split in ('train', 'val', 'test'):
     examples = read_split(builder, split)

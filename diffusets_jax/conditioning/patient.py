@@ -12,10 +12,26 @@ it is measured from every signal.
 """
 import numpy as np
 
+import jax.numpy as jnp
+
 AGE_RANGE = (0.0, 120.0)
 HEART_RATE_RANGE = (20.0, 300.0)
 SEX_CODES = {'M': 1.0, 'F': 0.0}
 UNKNOWN_SEX_CODE = 0.5
+
+
+# Option unet.normalize_patient: (value - centre) / scale for sex code, age, heart rate. Fixed
+# numbers (not training-set statistics), so a model never depends on the data it saw.
+NORMALIZATION_CENTRE = (0.5, 50.0, 70.0)   # sex code, years, bpm
+NORMALIZATION_SCALE = (0.5, 20.0, 20.0)
+
+
+def normalize(cond):
+  """Condition vectors (..., d_text + 3) with their sex, age and heart rate entries mapped to
+  about unit range (sex -1/0/1 for F/unknown/M, (age - 50) / 20, (heart rate - 70) / 20)."""
+  centre = jnp.asarray(NORMALIZATION_CENTRE, cond.dtype)
+  scale = jnp.asarray(NORMALIZATION_SCALE, cond.dtype)
+  return jnp.concatenate([cond[..., :-3], (cond[..., -3:] - centre) / scale], axis=-1)
 
 
 def validate_patient(age: float | None, sex: str | None, heart_rate: float) -> None:

@@ -11,6 +11,24 @@ import jax.numpy as jnp
 from diffusets_jax.diffusion.schedule import Schedule
 
 
+def guided(eps_fn_with_drop: Callable, guidance_scale) -> Callable:
+  """Classifier-free guidance as an eps_fn: eps_c + (s - 1) (eps_c - eps_u).
+
+  `eps_fn_with_drop(z, t, cond, drop)` is the U-Net with a null condition; the conditional and
+  unconditional predictions come from one call on the doubled batch. Written with s - 1 so that
+  s = 1 adds exactly zero to eps_c. `guidance_scale` may be traced (it is a scan constant).
+  """
+  def eps_fn(z_t, t, cond):
+    n = z_t.shape[0]
+    drop = jnp.concatenate([jnp.zeros((n,), bool), jnp.ones((n,), bool)])
+    both = eps_fn_with_drop(jnp.concatenate([z_t, z_t]), jnp.concatenate([t, t]),
+                            jnp.concatenate([cond, cond]), drop)
+    eps_c, eps_u = both[:n], both[n:]
+    return eps_c + (guidance_scale - 1.0) * (eps_c - eps_u)
+
+  return eps_fn
+
+
 def ddpm_step(schedule: Schedule, z_t, eps_hat, t, noise, clip: float = 1.0):
   """One ancestral DDPM step of the reference, z_t -> z_{t-1} (fixed-small variance).
 

@@ -141,7 +141,8 @@ def check_text_match(generator: Generator, features: ClipFeatures) -> None:
         f'in one embedding space. Train the clip stage with the generator\'s text settings.')
 
 
-def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed) -> dict:
+def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed,
+                     guidance_scale=None) -> dict:
   """The paper's sweep: one report, age and sex, requested heart rate over `sweep_rates`;
   mean and sd of the measured rate per requested rate."""
   rates = np.repeat(np.asarray(evaluation.sweep_rates, np.float64), evaluation.sweep_samples)
@@ -149,7 +150,8 @@ def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed) -> 
                               [evaluation.sweep_age] * len(rates),
                               [evaluation.sweep_sex] * len(rates), rates)
   ecg = generator.generate_from_conditions(cond, sampler, steps, seed + 1,
-                                           evaluation.batch_size, progress='heart-rate sweep')
+                                           evaluation.batch_size, progress='heart-rate sweep',
+                                           guidance_scale=guidance_scale)
   measured = hr_detector.heart_rate(ecg)
   rows = []
   for rate in evaluation.sweep_rates:
@@ -166,12 +168,14 @@ def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed) -> 
 
 def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
              sampler: str | None = None, steps: int | None = None, seed: int = 0, out=None,
-             sweep: bool = True) -> Path:
+             sweep: bool = True, guidance_scale: float | None = None,
+             dataset: str | None = None) -> Path:
   """Runs the protocol for a trained workdir; returns the output folder (written whole or not
-  at all: a failed run leaves no partial folder)."""
+  at all: a failed run leaves no partial folder). `dataset`: one dataset of a model trained on
+  several (default: the split of all of them)."""
   workdir = Path(workdir)
   clip_workdir = Path(clip_workdir or workdir)
-  out = Path(out or workdir / 'evaluation' / split)
+  out = Path(out or workdir / 'evaluation' / (f'{split}_{dataset}' if dataset else split))
   timings = {}
   start = time.time()
   generator = Generator.from_workdir(workdir)
@@ -179,7 +183,8 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   check_text_match(generator, features)
   config = generator.config
   evaluation = config.evaluation
-  data = input_pipeline.read_all(input_pipeline.open_split(config.data, split))
+  guidance_scale = generator.guidance(guidance_scale)
+  data = input_pipeline.read_all(input_pipeline.open_split(config.data, split, dataset))
   index = select_records(len(data['ecg']), num, seed, split)
   real_ecg = data['ecg'][index]
   reports = [data['reports'][i] for i in index]
@@ -192,7 +197,8 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   start = time.time()
   cond = generator.conditions(reports, ages, sexes, requested_hr)
   generated = generator.generate_from_conditions(cond, sampler, steps, seed,
-                                                 evaluation.batch_size, progress=f'generate {split}')
+                                                 evaluation.batch_size, progress=f'generate {split}',
+                                                 guidance_scale=guidance_scale)
   timings['generate_s'] = time.time() - start
 
   start = time.time()
@@ -206,13 +212,14 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   sweep_result = None
   if sweep:
     start = time.time()
-    sweep_result = heart_rate_sweep(generator, evaluation, sampler, steps, seed)
+    sweep_result = heart_rate_sweep(generator, evaluation, sampler, steps, seed, guidance_scale)
     timings['sweep_s'] = time.time() - start
 
   used_sampler, used_steps = generator.sampler_settings(sampler, steps)
   summary = dict(
-      workdir=str(workdir), clip_workdir=str(clip_workdir), split=split, num=len(index),
-      seed=seed, sampler=used_sampler, steps=used_steps or config.diffusion.num_timesteps,
+      workdir=str(workdir), clip_workdir=str(clip_workdir), split=split,
+      dataset=dataset or config.data.name, num=len(index), seed=seed, sampler=used_sampler,
+      steps=used_steps or config.diffusion.num_timesteps, guidance_scale=guidance_scale,
       text=trainer.describe_text(generator.conditioning['text']), **result,
       heart_rate_sweep=None if sweep_result is None else {
           k: v for k, v in sweep_result.items() if k not in ('ecg', 'requested', 'measured_hr')},

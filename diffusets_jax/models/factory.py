@@ -18,7 +18,9 @@ def make_unet(config) -> UNet:
   u = config.unet
   return UNet(latent_channels=config.vae.latent_channels, num_levels=u.num_levels, kernel=u.kernel,
               heads=u.heads, bottleneck_attention_hidden=u.bottleneck_attention_hidden,
-              bottleneck_heads=u.bottleneck_heads)
+              bottleneck_heads=u.bottleneck_heads,
+              normalize_patient=u.normalize_patient,
+              null_condition=config.diffusion.condition_dropout > 0)
 
 
 def condition_dim(config) -> int:

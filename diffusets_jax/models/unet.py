@@ -8,6 +8,8 @@ import numpy as np
 import jax.numpy as jnp
 import flax.linen as nn
 
+from diffusets_jax.conditioning import patient
+
 from diffusets_jax.models.layers import (ConvTranspose1d, DenseParams, MultiheadAttentionParams,
                                          chain, conv, group_norm, layer_norm, mish,
                                          multihead_attention, same_conv)
@@ -169,6 +171,13 @@ class UNet(nn.Module):
 
   With `num_levels` levels there are num_levels - 1 down blocks; block i maps
   latent_channels * 2**i -> latent_channels * 2**(i+1) channels and halves the length.
+
+  Options the reference lacks (off by default, so its checkpoints load unchanged):
+  - `normalize_patient`: the last three entries of c (sex code, age, heart rate) are rescaled to
+    about unit range first (patient.normalize);
+  - `null_condition`: a learned vector `null_condition` (d_c,), initialised at zero, replaces c
+    for the examples where `drop` (batch,) bool is True: the unconditional model of
+    classifier-free guidance.
   """
   latent_channels: int = 4
   num_levels: int = 7
@@ -176,9 +185,20 @@ class UNet(nn.Module):
   heads: int = 8
   bottleneck_attention_hidden: int = 32
   bottleneck_heads: int = 4
+  normalize_patient: bool = False
+  null_condition: bool = False
 
   @nn.compact
-  def __call__(self, z, t, c):
+  def __call__(self, z, t, c, drop=None):
+    if self.normalize_patient:
+      c = patient.normalize(c)
+    if self.null_condition:
+      null = self.param('null_condition', nn.initializers.zeros, (c.shape[-1],), jnp.float32)
+      if drop is not None:
+        c = jnp.where(drop[:, None], null[None, :], c)
+    elif drop is not None:
+      raise ValueError('this U-Net has no null condition (it was built with '
+                       'null_condition=False): it cannot drop the condition')
     depth = self.num_levels - 1
     if z.shape[1] % 2 ** depth:
       raise ValueError(f'latent length {z.shape[1]} must be divisible by 2**{depth} '

@@ -65,7 +65,24 @@ def save_config(workdir, config: ml_collections.ConfigDict) -> Path:
 
 
 def load_config(workdir) -> ml_collections.ConfigDict:
+  """The workdir's config; fields it predates take their default (every newer option defaults
+  to off, so an older workdir keeps its meaning)."""
+  from configs import default  # the schema every config derives from
   path = Path(workdir) / 'config.json'
   if not path.exists():
     raise FileNotFoundError(f'{path} not found: {workdir} is not a trained diffusets-jax workdir')
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  return with_defaults(json.loads(path.read_text()), default.get_config())
+
+
+def with_defaults(saved: dict, defaults: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  merged = defaults.to_dict()
+
+  def update(target, values):
+    for key, value in values.items():
+      if isinstance(value, dict) and isinstance(target.get(key), dict) and key != 'template':
+        update(target[key], value)
+      else:
+        target[key] = value
+
+  update(merged, saved)
+  return ml_collections.ConfigDict(merged)

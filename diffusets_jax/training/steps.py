@@ -26,6 +26,19 @@ class ClipTrainState(train_state.TrainState):
   batch_stats: Any = None  # BatchNorm running statistics (identical on every device)
 
 
+class EmaTrainState(train_state.TrainState):
+  ema_params: Any = None   # exponential moving average of params, updated after every step
+
+
+def ema_update(state: EmaTrainState, decay: float) -> EmaTrainState:
+  """ema <- d ema + (1 - d) params with d = min(decay, (1 + step) / (10 + step)): the usual
+  warm-up, so early weights (far from the final ones) are forgotten quickly."""
+  step = state.step.astype(jnp.float32)
+  d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+  ema = jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, state.ema_params, state.params)
+  return state.replace(ema_params=ema)
+
+
 def onecycle_schedule(total_steps: int, start_lr: float, peak_lr: float):
   """PyTorch OneCycleLR shape: cosine warm-up over the first 30 % from start_lr to peak_lr, then
   cosine annealing to start_lr / 1e4."""
@@ -37,10 +50,14 @@ def cosine_schedule(total_steps: int, lr: float, final_fraction: float):
   return optax.cosine_decay_schedule(lr, max(total_steps, 1), alpha=final_fraction)
 
 
-def create_state(apply_fn, params, learning_rate, weight_decay, batch_stats=None) -> TrainState:
+def create_state(apply_fn, params, learning_rate, weight_decay, batch_stats=None,
+                 ema: bool = False) -> TrainState:
   tx = optax.adamw(learning_rate, weight_decay=weight_decay)
   if batch_stats is not None:
     return ClipTrainState.create(apply_fn=apply_fn, params=params, tx=tx, batch_stats=batch_stats)
+  if ema:
+    return EmaTrainState.create(apply_fn=apply_fn, params=params, tx=tx,
+                                ema_params=jax.tree_util.tree_map(jnp.array, params))
   return TrainState.create(apply_fn=apply_fn, params=params, tx=tx)
 
 
@@ -58,13 +75,17 @@ def vae_train_step(vae, state, batch, step_key, kl_weight):
   return _apply(state, grads, metrics)
 
 
-def diffusion_train_step(unet, schedule, state, batch, step_key):
+def diffusion_train_step(unet, schedule, condition_dropout, ema_decay, state, batch, step_key):
   keys = losses.example_keys(step_key, batch['example_index'])
   grad_fn = jax.grad(
-      lambda p: losses.diffusion_loss(unet, p, schedule, batch['latent'], batch['cond'], keys),
+      lambda p: losses.diffusion_loss(unet, p, schedule, batch['latent'], batch['cond'], keys,
+                                      condition_dropout),
       has_aux=True)
   grads, metrics = grad_fn(state.params)
-  return _apply(state, grads, metrics)
+  state, metrics = _apply(state, grads, metrics)
+  if ema_decay > 0:
+    state = ema_update(state, ema_decay)
+  return state, metrics
 
 
 def clip_train_step(clip, state, batch, step_key):
@@ -120,5 +141,6 @@ def make_clip_step(clip):
   return parallel(functools.partial(clip_train_step, clip), num_broadcast_args=1)
 
 
-def make_diffusion_step(unet, schedule):
-  return parallel(functools.partial(diffusion_train_step, unet, schedule), num_broadcast_args=1)
+def make_diffusion_step(unet, schedule, condition_dropout: float = 0.0, ema_decay: float = 0.0):
+  return parallel(functools.partial(diffusion_train_step, unet, schedule, condition_dropout,
+                                    ema_decay), num_broadcast_args=1)

@@ -41,7 +41,7 @@ def unet_state(config, total_steps: int, rng=None):
   params = factory.init_unet(config, rng if rng is not None else jax.random.PRNGKey(config.seed))
   d = config.diffusion
   lr = steps.cosine_schedule(total_steps, d.learning_rate, d.final_lr_fraction)
-  return unet, steps.create_state(unet.apply, params, lr, d.weight_decay)
+  return unet, steps.create_state(unet.apply, params, lr, d.weight_decay, ema=d.ema_decay > 0)
 
 
 def clip_state(config, total_steps: int, rng=None):
@@ -159,7 +159,8 @@ def train_vae(config, workdir, max_steps: int | None = None):
                 example_index=np.arange(batch_size)[rows])
 
   def step_args(step):
-    return dict(kl_weight=kl_weight(step, per_epoch, config.vae.kl_anneal_epochs))
+    return dict(kl_weight=config.vae.kl_weight * kl_weight(step, per_epoch,
+                                                           config.vae.kl_anneal_epochs))
 
   return run_loop('vae', config, workdir, state, steps.make_vae_step(vae), batch_fn,
                   min(total, max_steps or total), lr_fn, step_args)
@@ -348,7 +349,8 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
     return dict(latent=data['latent'][index], cond=latent_conditions(data, index),
                 example_index=np.arange(batch_size)[rows])
 
-  p_step = steps.make_diffusion_step(unet, schedule_from_config(config))
+  p_step = steps.make_diffusion_step(unet, schedule_from_config(config), d.condition_dropout,
+                                     d.ema_decay)
   return run_loop('diffusion', config, workdir, state, p_step, batch_fn,
                   min(total, max_steps or total), lr_fn)
 

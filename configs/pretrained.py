@@ -1,0 +1,38 @@
+"""The shipped pretrained model (`Generator.pretrained()`): trained on the bundled real ECGs,
+PTB-XL folds 1-8 and LUDB's training split, on a 2-core CPU in about an hour (docs/pretrained.md).
+
+Against the paper size it is narrower (VAE channels 32/64/128, a 6-level U-Net), conditions on
+MiniLM, normalises sex, age and heart rate inside the U-Net, weighs the KL term by 0.1, and
+trains with classifier-free guidance (10 % null condition) and an EMA of the U-Net weights.
+"""
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.name = 'ptbxl+ludb'
+  config.data.ptbxl_reports = 'scp'      # English SCP descriptions (docs/pretrained.md)
+  config.vae.channels = (32, 64, 128)
+  config.vae.groups = 8
+  config.vae.batch_size = 32
+  config.vae.epochs = 60
+  config.vae.kl_anneal_epochs = 10
+  config.vae.kl_weight = 0.1
+  config.vae.learning_rate = 1e-3
+  config.vae.peak_learning_rate = 2e-3
+  config.unet.num_levels = 6
+  config.unet.normalize_patient = True
+  config.diffusion.batch_size = 64
+  config.diffusion.epochs = 300
+  config.diffusion.learning_rate = 1e-3
+  config.diffusion.condition_dropout = 0.1
+  config.diffusion.ema_decay = 0.999
+  config.sampling.sampler = 'ddim'
+  config.sampling.ddim_steps = 50
+  config.clip.widths = (32, 64, 128, 128)
+  config.clip.text_hidden = 512
+  config.clip.batch_size = 64
+  config.clip.epochs = 60
+  config.evaluation.sweep_rates = tuple(range(40, 141, 10))  # the range the model card reports
+  config.train.checkpoint_every_steps = 200
+  return config

@@ -1,0 +1,141 @@
+"""Classifier-free guidance, the U-Net's EMA weights, and the normalised patient condition."""
+import json
+import shutil
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+import pytest
+
+from diffusets_jax import config_validation
+from diffusets_jax.conditioning import patient
+from diffusets_jax.diffusion import samplers
+from diffusets_jax.generate import Generator
+from diffusets_jax.training import checkpoints, trainer
+
+
+def guided_config(config):
+  config.diffusion.condition_dropout = 0.5
+  config.diffusion.ema_decay = 0.9
+  config.unet.normalize_patient = True
+  config.diffusion.epochs = 1  # 160 / 8 = 20 steps; checkpoints every 2
+  return config_validation.validate(config)
+
+
+@pytest.fixture(scope='module')
+def guided_workdir(trained_workdir, tmp_path_factory):
+  """The session's VAE and latents, with a U-Net trained 6 steps with condition dropout and EMA."""
+  from tests.conftest import micro_config
+  workdir = tmp_path_factory.mktemp('guided')
+  for name in ('vae', 'latents'):
+    shutil.copytree(trained_workdir / name, workdir / name)
+  config = guided_config(micro_config(json.loads(
+      (trained_workdir / 'config.json').read_text())['data']['tfds_dir']))
+  checkpoints.save_config(workdir, config)
+  trainer.train_diffusion(config, workdir, max_steps=6)
+  return workdir
+
+
+def read_log(workdir):
+  lines = (workdir / 'diffusion' / 'metrics.jsonl').read_text().splitlines()
+  return {r['step']: r['loss'] for r in map(json.loads, lines)}
+
+
+def test_killed_run_resumes_exactly_ema_included(guided_workdir, tmp_path):
+  config = checkpoints.load_config(guided_workdir)
+  config = config_validation.validate(config)
+  killed = tmp_path / 'killed'
+  for name in ('vae', 'latents'):
+    shutil.copytree(guided_workdir / name, killed / name)
+  trainer.train_diffusion(config, killed, max_steps=4)
+  assert checkpoints.manager(killed, 'diffusion').latest_step() == 4
+  trainer.train_diffusion(config, killed, max_steps=6)  # restarted: resumes at step 4
+  full, resumed = read_log(guided_workdir), read_log(killed)
+  np.testing.assert_allclose([resumed[5], resumed[6]], [full[5], full[6]], rtol=1e-6)
+  target = trainer.abstract_state(config, 'diffusion')
+  a = checkpoints.restore_state(guided_workdir, 'diffusion', target)
+  b = checkpoints.restore_state(killed, 'diffusion', target)
+  assert int(a.step) == int(b.step) == 6
+  for x, y in zip(jax.tree_util.tree_leaves(a.ema_params), jax.tree_util.tree_leaves(b.ema_params)):
+    np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7)
+  # The EMA is an average, not a copy of the weights, and it has moved from the initial ones.
+  init = trainer.unet_state(config, 1)[1].params
+  moved = [float(np.max(np.abs(e - p))) for e, p in zip(
+      jax.tree_util.tree_leaves(a.ema_params), jax.tree_util.tree_leaves(init))]
+  apart = [float(np.max(np.abs(e - p))) for e, p in zip(
+      jax.tree_util.tree_leaves(a.ema_params), jax.tree_util.tree_leaves(a.params))]
+  assert max(moved) > 0 and max(apart) > 0
+
+
+def test_null_condition_is_learned(guided_workdir):
+  config = checkpoints.load_config(guided_workdir)
+  state = checkpoints.restore_state(guided_workdir, 'diffusion',
+                                    trainer.abstract_state(config, 'diffusion'))
+  null = np.asarray(state.params['null_condition'])
+  assert null.shape == (387,) and np.abs(null).max() > 0  # initialised at zero, then trained
+
+
+def test_guidance_formula_is_exact_at_scale_one():
+  """eps_c + (s - 1)(eps_c - eps_u): s = 1 gives eps_c bit for bit, s = 0 gives eps_u."""
+  def eps_fn_with_drop(z, t, c, drop):
+    return jnp.where(drop[:, None, None], -0.3 * z, z * c[:, None, :1] + t[:, None, None])
+
+  z = jax.random.normal(jax.random.PRNGKey(0), (3, 16, 4))
+  t = jnp.array([5, 6, 7])
+  c = jax.random.normal(jax.random.PRNGKey(1), (3, 9))
+  conditional = z * c[:, None, :1] + t[:, None, None]
+  np.testing.assert_array_equal(samplers.guided(eps_fn_with_drop, 1.0)(z, t, c), conditional)
+  np.testing.assert_allclose(samplers.guided(eps_fn_with_drop, 0.0)(z, t, c), -0.3 * z,
+                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(samplers.guided(eps_fn_with_drop, 3.0)(z, t, c),
+                             conditional + 2.0 * (conditional + 0.3 * z), rtol=1e-5)
+
+
+@pytest.mark.parametrize('sampler', ['ddim', 'ddpm'])
+def test_guidance_scale_one_is_the_unguided_sampler(guided_workdir, sampler):
+  gen = Generator.from_workdir(guided_workdir)
+  kwargs = dict(reports='Sinus rhythm', age=50, sex='F', heart_rate=70, num=2, sampler=sampler,
+                steps=5, seed=3)
+  unguided = gen.generate(**kwargs, guidance_scale=1.0)
+  default = gen.generate(**kwargs)  # the config's default scale is 1
+  np.testing.assert_array_equal(default, unguided)
+  # The batched cond/uncond program run at scale 1 computes the same (up to float rounding of
+  # a batch twice as large), and another scale changes the ECGs.
+  cond = jnp.asarray(gen.condition('Sinus rhythm', 50, 'F', 70, 2))
+  params = (gen.vae_params, gen.unet_params)
+  sampler_steps = 5 if sampler == 'ddim' else 0
+  traced_one, _ = gen._sample(params, cond, 2, sampler, sampler_steps, True, 1.0,
+                              jax.random.PRNGKey(3))
+  np.testing.assert_allclose(np.asarray(traced_one), unguided, atol=1e-4)
+  guided = gen.generate(**kwargs, guidance_scale=3.0)
+  assert np.all(np.isfinite(guided)) and np.abs(guided - unguided).max() > 1e-4
+
+
+def test_guidance_needs_a_null_condition(trained_workdir):
+  gen = Generator.from_workdir(trained_workdir)  # trained without condition dropout
+  with pytest.raises(ValueError, match='needs a null condition'):
+    gen.generate('Sinus rhythm', 50, 'F', 70, guidance_scale=2.0)
+  with pytest.raises(ValueError, match='finite number'):
+    gen.guidance(float('nan'))
+
+
+def test_ema_weights_are_used_for_sampling_by_default(guided_workdir):
+  config = checkpoints.load_config(guided_workdir)
+  state = checkpoints.restore_state(guided_workdir, 'diffusion',
+                                    trainer.abstract_state(config, 'diffusion'))
+  gen = Generator.from_workdir(guided_workdir)
+  for a, b in zip(jax.tree_util.tree_leaves(gen.unet_params),
+                  jax.tree_util.tree_leaves(state.ema_params)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_patient_normalisation_known_values():
+  cond = jnp.array([[0.25, -1.0, 1.0, 70.0, 75.0], [0.0, 0.0, 0.5, 50.0, 70.0]])
+  out = np.asarray(patient.normalize(cond))
+  np.testing.assert_allclose(out, [[0.25, -1.0, 1.0, 1.0, 0.25], [0.0, 0.0, 0.0, 0.0, 0.0]])
+
+
+def test_new_options_are_validated(config):
+  config.diffusion.condition_dropout = 1.0
+  with pytest.raises(ValueError, match='condition_dropout'):
+    config_validation.validate(config)
