@@ -8,6 +8,7 @@
 """
 import functools
 import json
+from pathlib import Path
 
 import numpy as np
 import jax
@@ -27,8 +28,12 @@ class Generator:
   and prompt template, and the values that stand in for an unknown age or sex.
   """
 
-  def __init__(self, config, vae_params, unet_params, conditioning: dict, text_encoder=None):
+  def __init__(self, config, vae_params, unet_params, conditioning: dict, text_encoder=None,
+               time_tables=None):
+    """time_tables: the U-Net's 'time_tables' collection of a converted checkpoint (its own
+    frozen tables); None: the recomputed ones."""
     trainer.check_conditioning(conditioning, config, 'the trained U-Net')
+    self.unet_variables = {} if time_tables is None else {'time_tables': time_tables}
     self.config = config
     self.conditioning = conditioning
     self.vae = factory.make_vae(config)
@@ -61,7 +66,8 @@ class Generator:
                                            trainer.abstract_state(config, 'diffusion'))
     return cls(config,
                checkpoints.restore_params(workdir, 'vae', trainer.abstract_state(config, 'vae')),
-               sampling_params(unet_state, config.sampling.use_ema), conditioning, text_encoder)
+               sampling_params(unet_state, config.sampling.use_ema), conditioning, text_encoder,
+               reference_time_tables(workdir, unet_state.params))
 
   @classmethod
   def pretrained(cls, text_encoder=None) -> 'Generator':
@@ -116,7 +122,7 @@ class Generator:
       chunk = cond[start:start + batch_size]
       padded = np.zeros((batch_size, cond.shape[1]), np.float32)
       padded[:len(chunk)] = chunk
-      ecg, _ = self._sample((self.vae_params, self.unet_params), jnp.asarray(padded), batch_size,
+      ecg, _ = self._sample(self.params(), jnp.asarray(padded), batch_size,
                             sampler, steps, guidance_scale != 1.0, guidance_scale,
                             jax.random.fold_in(jax.random.PRNGKey(seed), batch))
       out.append(np.asarray(ecg)[:len(chunk)])
@@ -132,6 +138,10 @@ class Generator:
     steps = steps or self.config.sampling.ddim_steps
     samplers.ddim_timesteps(self.schedule.num_timesteps, steps)  # validates steps
     return sampler, steps
+
+  def params(self):
+    """(VAE params, U-Net variables): what the jitted sampler takes as arguments."""
+    return self.vae_params, {'params': self.unet_params, **self.unet_variables}
 
   def guidance(self, guidance_scale: float | None) -> float:
     """Validated classifier-free guidance scale (None: the config's sampling.guidance_scale).
@@ -159,12 +169,11 @@ class Generator:
   def _sample(self, params, cond, num, sampler, steps, guide, guidance_scale, rng):
     # `guide` is static: at scale 1 the unguided program runs (exactly the conditional model,
     # at half the cost); otherwise the scale is a traced constant of one compiled program.
-    vae_params, unet_params = params
-    eps_fn = lambda z, t, c: self.unet.apply({'params': unet_params}, z, t, c)
+    vae_params, unet_variables = params
+    eps_fn = lambda z, t, c: self.unet.apply(unet_variables, z, t, c)
     if guide:
       eps_fn = samplers.guided(
-          lambda z, t, c, drop: self.unet.apply({'params': unet_params}, z, t, c, drop),
-          guidance_scale)
+          lambda z, t, c, drop: self.unet.apply(unet_variables, z, t, c, drop), guidance_scale)
     decode_fn = lambda z: self.vae.apply({'params': vae_params}, z, method=self.vae.decode)
     shape = (num,) + factory.latent_shape(self.config)
     clip = self.config.sampling.clip
@@ -188,7 +197,7 @@ class Generator:
     sampler, steps = self.sampler_settings(sampler, steps)
     guidance_scale = self.guidance(guidance_scale)
     cond = jnp.asarray(self.condition(reports, age, sex, heart_rate, num))
-    ecg, _ = self._sample((self.vae_params, self.unet_params), cond, num, sampler, steps,
+    ecg, _ = self._sample(self.params(), cond, num, sampler, steps,
                           guidance_scale != 1.0, guidance_scale, jax.random.PRNGKey(seed))
     return np.asarray(ecg)
 
@@ -203,3 +212,15 @@ def sampling_params(unet_state, use_ema: bool = True):
   """The U-Net weights to sample with: the EMA where the state keeps one and use_ema is set."""
   ema = getattr(unet_state, 'ema_params', None)
   return ema if use_ema and ema is not None else unet_state.params
+
+
+def reference_time_tables(workdir, unet_params):
+  """The 'time_tables' collection of a workdir converted from the reference (its checkpoint's
+  own tables), or None for a model trained here (recomputed tables)."""
+  from diffusets_jax import convert
+  from diffusets_jax.conversion import reference_checkpoints
+  path = Path(workdir) / 'diffusion' / convert.TIME_TABLES_FILE
+  if not path.exists():
+    return None
+  with np.load(path) as tables:
+    return reference_checkpoints.time_tables_tree(dict(tables), unet_params)

@@ -108,10 +108,19 @@ def test_nearest_upsampling_mish_and_silu():
   close(nn.silu(jnp.asarray(x)), F.silu(torch.from_numpy(x)).numpy())
 
 
+def torch_time_table(num_timesteps=1000, factor=10.0, offset=1) -> np.ndarray:
+  """The table as the authors' code builds it: float32 torch ops, (i + offset) * exp(-factor k /
+  31), sin then cos. factor=log(10000) or offset=0 give the tables it must not be confused with."""
+  steps = torch.arange(num_timesteps) + offset
+  freqs = torch.exp(torch.arange(32) * -(factor / 31))
+  args = steps[:, None] * freqs[None, :]
+  return torch.cat([torch.sin(args), torch.cos(args)], dim=1).numpy()
+
+
 def random_reference_state(layout: dict) -> dict:
-  """Random values with the exact reference names and shapes; time tables as the reference
-  computes them (float32), since the converter checks them."""
-  table = time_table().astype(np.float32)
+  """Random values with the exact reference names and shapes; time tables as the authors' code
+  computes them (torch, float32), since the converter checks them."""
+  table = torch_time_table()
   return {name: table.copy() if name.endswith('time_emb.embeddings') else randn(*shape, scale=0.05)
           for name, shape in layout.items()}
 
@@ -136,7 +145,8 @@ def test_unet_round_trip_is_bit_identical(paper_config, reference_unet):
   target = jax.eval_shape(lambda: factory.init_unet(paper_config, jax.random.PRNGKey(0)))
   params = ref.unet_from_reference(reference_unet, target)
   assert factory.count_params(params) == 13_345_792
-  back = ref.unet_to_reference(params)
+  tables = {name: reference_unet[name] for name in ref.time_table_names(target)}
+  back = ref.unet_to_reference(params, tables)  # the tables read on import are written back
   assert sorted(back) == sorted(reference_unet) and len(back) == 713
   for name, tensor in reference_unet.items():
     assert back[name].dtype == np.float32 and np.array_equal(back[name], tensor), name
@@ -170,13 +180,64 @@ def test_bad_state_dicts_are_named(paper_config, reference_unet, reference_vae):
   assert 'missing bottelneck.bottleneck_conv1.bias' in message
   assert 'misshapen output_conv.0.weight: [4, 4, 5], expected' in message
   assert 'unexpected extra.weight' in message
-  shifted = dict(reference_unet)
-  shifted['bottelneck.time_emb.embeddings'] = shifted['bottelneck.time_emb.embeddings'] + 1e-3
-  with pytest.raises(ref.LayoutError, match='time table'):
-    ref.unet_from_reference(shifted, target)
   vae_target = jax.eval_shape(lambda: factory.init_vae(paper_config, jax.random.PRNGKey(0)))
   with pytest.raises(ref.LayoutError, match='exactly the keys encoder and decoder'):
     ref.vae_from_reference(reference_vae['encoder'], vae_target)
+
+
+def test_torch_float32_time_table_is_accepted():
+  table = torch_time_table()
+  error = np.abs(table.astype(np.float64) - time_table().astype(np.float64)).max()
+  assert 1e-5 < error < ref.TIME_TABLE_TOLERANCE  # float32 rounding, as in real checkpoints
+  ref.check_time_table('bottelneck.time_emb.embeddings', table)
+
+
+@pytest.mark.parametrize('make, expected', [
+    (lambda: torch_time_table(factor=float(np.log(10000.0))), 'differs .* by'),  # log-10000 freqs
+    (lambda: torch_time_table(offset=0), 'differs .* by'),                        # one step off
+    (lambda: torch_time_table() + np.float32(1e-2), r'differs .* by 1\.0\de-02'),
+    (lambda: torch_time_table(factor=9.0), 'differs .* by'),                      # another factor
+    (lambda: torch_time_table().T, r'has shape \[64, 1000\]'),                  # transposed
+])
+def test_wrong_time_tables_are_refused(paper_config, reference_unet, make, expected):
+  target = jax.eval_shape(lambda: factory.init_unet(paper_config, jax.random.PRNGKey(0)))
+  bad = dict(reference_unet)
+  bad['upsampling_blocks.2.block.time_emb.embeddings'] = make()
+  with pytest.raises(ref.LayoutError,
+                     match=f'upsampling_blocks.2.block.time_emb.embeddings {expected}'):
+    ref.unet_from_reference(bad, target)
+
+
+def test_converted_model_runs_on_the_checkpoints_own_tables(paper_config, reference_unet):
+  """The time embedding of the converted U-Net equals the PyTorch single-op reference that
+  indexes the checkpoint's own (torch float32) table, and the whole U-Net uses those tables."""
+  from diffusets_jax.models.unet import TimeEmbedding, UNet
+  target = jax.eval_shape(lambda: factory.init_unet(paper_config, jax.random.PRNGKey(0)))
+  params = ref.unet_from_reference(reference_unet, target)
+  names = ref.time_table_names(target)
+  tables = ref.time_tables_tree({n: reference_unet[n] for n in names}, target)
+  np.testing.assert_array_equal(tables['bottelneck']['time_emb']['embeddings'],
+                                reference_unet['bottelneck.time_emb.embeddings'])
+  t = np.array([0, 1, 499, 997, 998, 999])
+  prefix = 'downsampling_blocks.3.block.time_emb.'
+  w1, b1 = (torch.from_numpy(reference_unet[prefix + k]) for k in ('fc1.weight', 'fc1.bias'))
+  w2, b2 = (torch.from_numpy(reference_unet[prefix + k]) for k in ('fc2.weight', 'fc2.bias'))
+  table = torch.from_numpy(reference_unet[prefix + 'embeddings'])
+  h = F.linear(table[torch.from_numpy(t)], w1, b1)
+  theirs = F.linear(F.mish(h), w2, b2).numpy()
+  block = params['downsampling_blocks_3']['block']['time_emb']
+  module = TimeEmbedding(features=theirs.shape[1])
+  ours = module.apply({'params': block, 'time_tables': {
+      'embeddings': tables['downsampling_blocks_3']['block']['time_emb']['embeddings']}},
+      jnp.asarray(t))
+  close(ours, theirs, atol=1e-5)
+  recomputed = module.apply({'params': block}, jnp.asarray(t))
+  assert np.abs(np.asarray(recomputed) - theirs).max() > 0  # the table lookup made a difference
+  unet = factory.make_unet(paper_config)
+  z, c = randn(2, 128, 4), randn(2, 1539)
+  with_tables = unet.apply({'params': params, 'time_tables': tables}, z, jnp.array([998, 3]), c)
+  without = unet.apply({'params': params}, z, jnp.array([998, 3]), c)
+  assert 0 < np.abs(np.asarray(with_tables) - np.asarray(without)).max() < 1e-2
 
 
 def test_lead_order_is_permuted_in_the_weights():
@@ -227,6 +288,12 @@ def test_convert_cli_import_sample_api_and_export_round_trip(tmp_path, reference
   workdir = tmp_path / 'converted'
   assert convert.main([f'--vae={vae_file}', f'--unet={unet_file}', f'--out={workdir}']) == 0
   generator = Generator.from_workdir(workdir)
+  own = generator.unet_variables['time_tables']['upsampling_blocks_0']['block']['time_emb']
+  np.testing.assert_array_equal(own['embeddings'],
+                                reference_unet['upsampling_blocks.0.block.time_emb.embeddings'])
+  cond = np.concatenate([randn(1, 1536, scale=0.03), [[0.0, 50.0, 70.0]]], axis=1)
+  ecg = generator.generate_from_conditions(cond, 'ddim', 2, batch_size=1)
+  assert ecg.shape == (1, 1024, 12) and np.all(np.isfinite(ecg))
   assert (generator.config.text.encoder, generator.config.text.model, generator.config.text.dim
           ) == ('openai', 'text-embedding-ada-002', 1536)
   assert generator.prompt(['a', 'b']).count('. As') == 0  # the authors' joining, no space

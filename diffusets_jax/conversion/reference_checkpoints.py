@@ -8,8 +8,9 @@ name, and anything missing, extra or misshapen on either side is reported by nam
   under `attention.` in the reference.
 Layouts: Conv1d (out, in, k) <-> (k, in, out); ConvTranspose1d (in, out, k) <-> (k, in, out)
 flipped along k; Linear and MultiheadAttention in_proj (out, in) <-> (in, out); norm weight <->
-scale. The U-Net's frozen time tables are not parameters here: they are recomputed, checked
-against the file to 1e-6 on import, and written back on export.
+scale. The U-Net's frozen time tables are not parameters here: on import each is checked
+against our recomputation (within TIME_TABLE_TOLERANCE) and kept, so the converted model runs
+on the checkpoint's own tables (`time_tables_tree`); export writes them back.
 
 Lead order: the reference's channels are I, II, III, aVR, aVF, aVL, V1-V6; ours are standard
 (aVL before aVF). The VAE encoder's input conv and the decoder's output conv are permuted, so
@@ -24,7 +25,13 @@ from diffusets_jax.models.unet import time_table
 
 # Reference channel i holds our channel REFERENCE_LEAD_ORDER[i] (and vice versa): aVL <-> aVF.
 REFERENCE_LEAD_ORDER = np.array([0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11])
-TIME_TABLE_TOLERANCE = 1e-6
+# The authors build each table in float32 with torch ops: (i + 1) * exp(-10 k / 31), then sin
+# and cos. The largest argument is 1000, where one float32 ulp is 2**-14 = 6.1e-5; the float32
+# exp, the product and the sin/cos each add up to about one ulp of the argument, so a genuine
+# table is within ~3 ulps of the float64 one (6e-5 measured). The bound is 4 ulps at 1000:
+# 2.4e-4. Any other table (log 10000 frequencies, i instead of i + 1, another factor) differs
+# by more than 1e-2.
+TIME_TABLE_TOLERANCE = 4 * float(np.spacing(np.float32(1000.0)))
 
 
 def _flat(params) -> dict[str, tuple]:
@@ -147,18 +154,43 @@ def time_table_names(target) -> list[str]:
                 for ours in _flat(target) if ours.endswith('/time_emb/fc1/bias'))
 
 
+def check_time_table(name: str, table) -> None:
+  """Raises LayoutError (naming the tensor and the difference) unless `table` is the DiffuSETS
+  time table up to float32 rounding (TIME_TABLE_TOLERANCE)."""
+  expected = time_table()
+  table = np.asarray(table)
+  if table.shape != expected.shape:
+    raise LayoutError(f'{name} has shape {list(table.shape)}, expected the time table\'s '
+                      f'{list(expected.shape)}: not a DiffuSETS U-Net')
+  error = float(np.max(np.abs(table.astype(np.float64) - expected)))
+  if not error <= TIME_TABLE_TOLERANCE:  # NaN fails too
+    raise LayoutError(f'{name} differs from the reference time table by {error:.2e} '
+                      f'(tolerance {TIME_TABLE_TOLERANCE:.2e}, 4 float32 ulps at argument '
+                      f'1000): not a DiffuSETS U-Net')
+
+
 def unet_from_reference(state: dict, target) -> dict:
-  """Reference U-Net state dict (name -> array) -> our params, shaped like `target`."""
+  """Reference U-Net state dict (name -> array) -> our params, shaped like `target`. The time
+  tables are checked here; `time_tables_tree` makes them usable by the model."""
   tables = time_table_names(target)
   flat = _convert(state, target, unet_reference_name, 'the U-Net state dict', ignored=tables)
-  expected = time_table()
   for name in tables:
     if name not in state:
       raise LayoutError(f'the U-Net state dict lacks the frozen time table {name}')
-    error = float(np.max(np.abs(np.asarray(state[name], np.float64) - expected)))
-    if error > TIME_TABLE_TOLERANCE:
-      raise LayoutError(f'{name} differs from the reference time table by {error:.2e} '
-                        f'(tolerance {TIME_TABLE_TOLERANCE:g}): not a DiffuSETS U-Net')
+    check_time_table(name, state[name])
+  return _unflat(flat)
+
+
+def time_tables_tree(tables: dict, target) -> dict:
+  """{reference table name: (1000, 64)} -> the U-Net's 'time_tables' variable collection
+  ({'downsampling_blocks_0': {'block': {'time_emb': {'embeddings': ...}}}, ...}), which
+  TimeEmbedding reads instead of its recomputed table."""
+  flat = {}
+  for ours in _flat(target):
+    if ours.endswith('/time_emb/fc1/bias'):
+      name = unet_reference_name(ours).removesuffix('fc1.bias') + 'embeddings'
+      check_time_table(name, tables[name])
+      flat[ours.removesuffix('fc1/bias') + 'embeddings'] = np.asarray(tables[name], np.float32)
   return _unflat(flat)
 
 

@@ -37,8 +37,12 @@ class TimeEmbedding(nn.Module):
 
   @nn.compact
   def __call__(self, t):
-    # Frozen in the reference: recomputed here as a constant, never trained.
-    table = jnp.asarray(time_table(self.num_timesteps))
+    # Frozen in the reference. A converted checkpoint brings its own table (variable collection
+    # 'time_tables', float32-rounded by torch); otherwise it is recomputed as a constant.
+    if self.has_variable('time_tables', 'embeddings'):
+      table = self.get_variable('time_tables', 'embeddings')
+    else:
+      table = jnp.asarray(time_table(self.num_timesteps))
     h = nn.Dense(128, name='fc1')(table[t])
     return nn.Dense(self.features, name='fc2')(mish(h))
 
