@@ -23,17 +23,20 @@ $(VENV)/test-installed: $(VENV)/installed requirements-test.txt
 
 install: $(VENV)/installed
 
-# Trains a tiny VAE, diffusion model and CLIP model on the bundled LUDB data (CPU, minutes),
-# writes 4 ECGs for each of two reports, then evaluates on the test split (DDPM, 1000 steps).
+# 1. Samples the shipped pretrained model (no training) for two reports.
+# 2. Shows a short training run of the tiny config on the bundled LUDB data, CLIP model included.
+# 3. Evaluates the shipped model on LUDB's test split, scored with that CLIP model.
 demo: install
+	$(PY) sample.py --text "Sinus bradycardia" --age 60 --sex F --hr 50 \
+	    --num 4 --seed 0 --out $(DEMO)/pretrained_samples/sinus_bradycardia
+	$(PY) sample.py --text "Atrial fibrillation" --age 72 --sex M --hr 110 \
+	    --num 4 --seed 1 --out $(DEMO)/pretrained_samples/atrial_fibrillation
 	$(PY) train.py --config configs/tiny.py --workdir $(DEMO)
 	$(PY) sample.py --workdir $(DEMO) --text "Sinus bradycardia" --age 60 --sex F --hr 50 \
-	    --num 4 --sampler ddpm --seed 0 --out $(DEMO)/samples/sinus_bradycardia
-	$(PY) sample.py --workdir $(DEMO) --text "Atrial fibrillation" \
-	    --text "Electric axis of the heart: left axis deviation" --age 72 --sex M --hr 110 \
-	    --num 4 --sampler ddpm --seed 1 --out $(DEMO)/samples/atrial_fibrillation
-	$(PY) evaluate.py --workdir $(DEMO) --split test --sampler ddpm --seed 0
-	@echo "demo done: curves $(DEMO)/training_curves.png, ECGs under $(DEMO)/samples/, evaluation $(DEMO)/evaluation/test/report.md"
+	    --num 4 --sampler ddim --seed 0 --out $(DEMO)/samples/sinus_bradycardia
+	$(PY) evaluate.py --clip_workdir $(DEMO) --dataset ludb --split test --seed 0 \
+	    --out $(DEMO)/pretrained_evaluation
+	@echo "demo done: shipped model's ECGs under $(DEMO)/pretrained_samples/, its evaluation $(DEMO)/pretrained_evaluation/report.md; tiny run's curves $(DEMO)/training_curves.png and ECGs $(DEMO)/samples/"
 
 test: $(VENV)/test-installed
 	$(PY) -m pytest -q -n 2 tests

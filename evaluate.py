@@ -5,6 +5,7 @@ real data.
 
   python evaluate.py --workdir runs/demo --split test --sampler ddim --steps 50
   python evaluate.py --workdir runs/paper --clip_workdir runs/clip --split test --num 1000
+  python evaluate.py --clip_workdir runs/demo --dataset ludb --out runs/pretrained_eval  # shipped
 
 Needs the workdir's clip stage (python train.py ... --stage clip), or --clip_workdir. Writes
 metrics.json, report.md with its figures, and the generated ECGs (generated.npz) to --out
@@ -14,7 +15,9 @@ from absl import app, flags, logging
 
 from diffusets_jax.evaluation import evaluator
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Trained workdir (from train.py).')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Trained workdir (from train.py). Default: the '
+                                'pretrained model shipped in the package (then --clip_workdir '
+                                'and --out are required).')
 _CLIP_WORKDIR = flags.DEFINE_string('clip_workdir', None, 'Workdir whose clip stage scores the '
                                     'ECGs (default: --workdir). Share one to compare models.')
 _SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'val', 'test'], 'Real records to use.')
@@ -33,7 +36,6 @@ _DATASET = flags.DEFINE_string('dataset', None, 'Evaluate on one dataset of a mo
 _SWEEP = flags.DEFINE_bool('sweep', True, 'Also run the heart-rate sweep (config evaluation.*).')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/evaluation/SPLIT, or '
                            'SPLIT_DATASET with --dataset).')
-flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):

@@ -64,7 +64,9 @@ def build_one(data_config, name: str, manual_dir: str):
 
 
 def build(data_config) -> dict:
-  """Builds (once) every dataset of the config; {name: builder}, in data.name order."""
+  """Builds (once) every dataset of the config; {name: builder}, in data.name order. TFDS's
+  progress bars are off: a build logs its skips, and training shows its own progress."""
+  tfds.disable_progress_bar()
   if data_config.ptbxl_reports not in PTBXL_REPORTS:
     raise ValueError(f'data.ptbxl_reports must be one of {PTBXL_REPORTS}, got '
                      f'{data_config.ptbxl_reports!r}')

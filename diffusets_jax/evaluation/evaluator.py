@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import jax
+import jax.numpy as jnp
 from tqdm import tqdm
 
 from diffusets_jax.datasets import heart_rate as hr_detector
@@ -19,7 +21,8 @@ from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.evaluation import metrics, report
 from diffusets_jax.evaluation.clip_features import ClipFeatures
 from diffusets_jax.generate import Generator
-from diffusets_jax.training import trainer
+from diffusets_jax.models import factory
+from diffusets_jax.training import checkpoints, trainer
 
 
 def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,19 +169,54 @@ def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed,
               ecg=ecg, requested=rates, measured_hr=measured)
 
 
+def vae_reconstruction(workdir, config, real_ecg, batch_size: int = 64) -> tuple[dict, np.ndarray]:
+  """Stage-1 check on real ECGs (n, 1024, 12) mV: encode (posterior mean) and decode. Returns
+  the MAE, the MAE of a flat line at each record's lead means (what reconstructing nothing
+  scores), and how often the reconstruction keeps the heart rate (within 3 bpm); and the
+  reconstructions."""
+  vae = factory.make_vae(config)
+  params = checkpoints.restore_params(workdir, 'vae', trainer.abstract_state(config, 'vae'))
+
+  @jax.jit
+  def reconstruct(ecg):
+    z = vae.apply({'params': params}, ecg, jnp.zeros(ecg.shape[:1] + factory.latent_shape(config)),
+                  method=vae.encode)[0]
+    return vae.apply({'params': params}, z, method=vae.decode)
+
+  parts = []
+  for start in range(0, len(real_ecg), batch_size):
+    chunk = real_ecg[start:start + batch_size]
+    padded = np.zeros((batch_size,) + chunk.shape[1:], np.float32)
+    padded[:len(chunk)] = chunk
+    parts.append(np.asarray(reconstruct(padded))[:len(chunk)])
+  recon = np.concatenate(parts)
+  hr_real, hr_recon = hr_detector.heart_rate(real_ecg), hr_detector.heart_rate(recon)
+  both = np.isfinite(hr_real) & np.isfinite(hr_recon)
+  flat = np.abs(real_ecg - real_ecg.mean(axis=1, keepdims=True)).mean()
+  mae = float(np.abs(recon - real_ecg).mean())
+  return dict(mae_mv=mae, flat_line_mae_mv=float(flat), mae_over_flat_line=mae / float(flat),
+              heart_rate_within_3bpm=float(np.mean(np.abs(hr_recon - hr_real)[both] <= 3.0))
+              if both.any() else float('nan'),
+              heart_rate_compared=int(both.sum()), records=int(len(real_ecg))), recon
+
+
 def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
              sampler: str | None = None, steps: int | None = None, seed: int = 0, out=None,
              sweep: bool = True, guidance_scale: float | None = None,
              dataset: str | None = None) -> Path:
-  """Runs the protocol for a trained workdir; returns the output folder (written whole or not
-  at all: a failed run leaves no partial folder). `dataset`: one dataset of a model trained on
-  several (default: the split of all of them)."""
-  workdir = Path(workdir)
+  """Runs the protocol for a trained workdir (None: the shipped pretrained model, which then
+  needs clip_workdir and out); returns the output folder (written whole or not at all: a failed
+  run leaves no partial folder). `dataset`: one dataset of a model trained on several (default:
+  the split of all of them)."""
+  if workdir is None and (clip_workdir is None or out is None):
+    raise ValueError('evaluating the pretrained model needs --clip_workdir (a workdir with a '
+                     'trained clip stage) and --out')
+  workdir = None if workdir is None else Path(workdir)
   clip_workdir = Path(clip_workdir or workdir)
   out = Path(out or workdir / 'evaluation' / (f'{split}_{dataset}' if dataset else split))
   timings = {}
   start = time.time()
-  generator = Generator.from_workdir(workdir)
+  generator = Generator.pretrained() if workdir is None else Generator.from_workdir(workdir)
   features = ClipFeatures.from_workdir(clip_workdir)
   check_text_match(generator, features)
   config = generator.config
@@ -215,12 +253,18 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
     sweep_result = heart_rate_sweep(generator, evaluation, sampler, steps, seed, guidance_scale)
     timings['sweep_s'] = time.time() - start
 
+  vae_result = recon = None
+  if workdir is not None:  # the shipped model has no training state to compare with
+    start = time.time()
+    vae_result, recon = vae_reconstruction(workdir, config, real_ecg)
+    timings['vae_s'] = time.time() - start
+
   used_sampler, used_steps = generator.sampler_settings(sampler, steps)
   summary = dict(
-      workdir=str(workdir), clip_workdir=str(clip_workdir), split=split,
+      workdir=str(workdir or 'pretrained'), clip_workdir=str(clip_workdir), split=split,
       dataset=dataset or config.data.name, num=len(index), seed=seed, sampler=used_sampler,
       steps=used_steps or config.diffusion.num_timesteps, guidance_scale=guidance_scale,
-      text=trainer.describe_text(generator.conditioning['text']), **result,
+      text=trainer.describe_text(generator.conditioning['text']), vae=vae_result, **result,
       heart_rate_sweep=None if sweep_result is None else {
           k: v for k, v in sweep_result.items() if k not in ('ecg', 'requested', 'measured_hr')},
       seconds=timings)
@@ -233,7 +277,8 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
              real=real_ecg.astype(np.float32), record_id=np.array(record_ids),
              requested_hr=requested_hr, measured_hr=details['measured_hr_generated'],
              mae_mv=details['mae_mv'], real_features=details['real_features'],
-             generated_features=details['generated_features'])
+             generated_features=details['generated_features'],
+             **({} if recon is None else dict(reconstructed=recon.astype(np.float32))))
     if sweep_result is not None:
       np.savez(staging / 'heart_rate_sweep.npz', ecg=sweep_result['ecg'].astype(np.float32),
                requested_hr=sweep_result['requested'], measured_hr=sweep_result['measured_hr'])

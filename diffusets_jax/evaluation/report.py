@@ -109,9 +109,11 @@ def plot_features(real_features, generated_features, path) -> Path:
 
 def markdown(summary: dict, figures: dict) -> str:
   lines = [f'# Evaluation of {summary["workdir"]}', '',
-           f'{summary["num"]} records of the {summary["split"]} split; sampler {summary["sampler"]}'
-           f' ({summary["steps"]} steps), seed {summary["seed"]}; text: {summary["text"]}; '
-           f'CLIP model: {summary["clip_workdir"]}.', '',
+           f'{summary["num"]} records of the {summary["split"]} split of '
+           f'{summary.get("dataset", "?")}; sampler {summary["sampler"]} ({summary["steps"]} '
+           f'steps), guidance scale {summary.get("guidance_scale", 1.0):g}, seed '
+           f'{summary["seed"]}; text: {summary["text"]}; CLIP model: {summary["clip_workdir"]}.',
+           '',
            '"real" is the same metric with real ECGs in place of the generated ones; set-to-set '
            'metrics compare two random halves A and B of the real records (generated A: the ECGs '
            'generated for the conditions of half A).', '',
@@ -123,6 +125,18 @@ def markdown(summary: dict, figures: dict) -> str:
   lines += ['', f'A flat line (all zeros) has signal MAE '
             f'{fmt(summary["signal"]["flat_line_mae_mv"])} mV: MAE rewards smooth, low-amplitude '
             f'ECGs, so read it with the other metrics.']
+  unmeasured = summary['feature']['heart_rate_unmeasured']['generated']
+  lines += ['', f'Generated ECGs with a measurable heart rate: '
+            f'{100 * (1 - unmeasured / summary["num"]):.0f} %.']
+  vae = summary.get('vae')
+  if vae:
+    lines += ['', '## VAE reconstruction (stage 1)', '',
+              'Each real ECG encoded (posterior mean) and decoded.', '',
+              '| reconstruction MAE (mV) | flat line at the lead means (mV) | ratio | '
+              'heart rate kept within 3 bpm |', '|---|---|---|---|',
+              f'| {fmt(vae["mae_mv"])} | {fmt(vae["flat_line_mae_mv"])} | '
+              f'{fmt(vae["mae_over_flat_line"])} | {100 * vae["heart_rate_within_3bpm"]:.0f} % '
+              f'of {vae["heart_rate_compared"]} |']
   lines += ['', '## Lead consistency (Einthoven, Goldberger)', '',
             'RMS residual of each relation, in mV and relative to the RMS limb-lead amplitude.',
             '', '| relation | generated (mV) | real (mV) | generated (rel.) | real (rel.) |',
