@@ -70,6 +70,7 @@ def make_ptbxl_records100(root: Path) -> dict:
   cases = {1: ("{'SR': 0.0, 'NORM': 100.0}", ['normal ECG', 'sinus rhythm']),
            2: ("{'IMI': 35.0, 'NORM': 80.0, 'SR': 0.0}",
                ['normal ECG', 'inferior myocardial infarction', 'sinus rhythm']),
+           9: ("{'NORM': 100.0}", ['normal ECG']),
            10: ("{'SR': 0.0, 'XYZ': 50.0, 'IMI': 0.0}",  # XYZ: not in the table, left out
                 ['sinus rhythm', 'inferior myocardial infarction'])}
   for ecg_id, (codes, reports) in cases.items():

@@ -102,7 +102,7 @@ def test_guidance_scale_one_is_the_unguided_sampler(guided_workdir, sampler):
   # The batched cond/uncond program run at scale 1 computes the same (up to float rounding of
   # a batch twice as large), and another scale changes the ECGs.
   cond = jnp.asarray(gen.condition('Sinus rhythm', 50, 'F', 70, 2))
-  params = (gen.vae_params, gen.unet_params)
+  params = gen.params()
   sampler_steps = 5 if sampler == 'ddim' else 0
   traced_one, _ = gen._sample(params, cond, 2, sampler, sampler_steps, True, 1.0,
                               jax.random.PRNGKey(3))

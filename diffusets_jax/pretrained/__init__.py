@@ -100,6 +100,8 @@ def export(workdir, folder=HERE) -> Path:
                   for prefix in ('vae', 'unet')},
       shapes={name: list(value.shape) for name, value in sorted(tensors.items())})
   checkpoints.write_atomic(folder / 'manifest.json', json.dumps(manifest, indent=1))
+  for name in (WEIGHTS, 'config.json', 'conditioning.json', 'manifest.json'):
+    (folder / name).chmod(0o644)  # package data: readable by every user of the installation
   return folder
 
 
