@@ -57,15 +57,9 @@ def load(folder=HERE):
     flat = {name[len(prefix) + 1:]: value for name, value in tensors.items()
             if name.startswith(prefix + '/')}
     params[prefix] = traverse_util.unflatten_dict(flat, sep='/')
-  config = checkpoints.with_defaults(json.loads((folder / 'config.json').read_text()),
-                                     _default_config())
+  config = checkpoints.load_config(folder)  # fills fields the shipped config predates
   conditioning = json.loads((folder / 'conditioning.json').read_text())
   return config, params['vae'], params['unet'], conditioning
-
-
-def _default_config():
-  from configs import default
-  return default.get_config()
 
 
 def export(workdir, folder=HERE) -> Path:
