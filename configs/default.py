@@ -8,6 +8,12 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # Compute settings (they change speed, not the weights' layout):
+  # float32: reference-exact | bfloat16: activations and matmuls in bfloat16, parameters,
+  # optimiser state, norms and softmax in float32 (VAE and U-Net; the CLIP model stays float32).
+  config.precision = 'float32'
+  # auto: short convs as matmuls on CPU, XLA's convolutions elsewhere | matmul | xla
+  config.conv_form = 'auto'
 
   config.data = ml_collections.ConfigDict()
   config.data.name = 'ludb'               # ludb | ptbxl | mimic_iv_ecg, or several: ptbxl+ludb

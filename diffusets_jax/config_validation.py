@@ -2,6 +2,7 @@
 import ml_collections
 
 from diffusets_jax.conditioning import text_encoders
+from diffusets_jax.models import layers
 
 
 def unknown_fields(config, reference, prefix: str = '') -> list[str]:
@@ -23,6 +24,12 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     raise ValueError(f'unknown config field(s): {", ".join(unknown)} '
                      f'(the known fields are in configs/default.py)')
   text_encoders.resolve(config.text)
+  if config.precision not in layers.PRECISIONS:
+    raise ValueError(f"precision must be one of {', '.join(layers.PRECISIONS)}, got "
+                     f'{config.precision!r}')
+  if config.conv_form not in ('auto',) + layers.CONV_FORMS:
+    raise ValueError(f"conv_form must be one of auto, {', '.join(layers.CONV_FORMS)}, got "
+                     f'{config.conv_form!r}')
   if config.vae.latent_channels < 1:
     raise ValueError('vae.latent_channels must be positive')
   for channels in config.vae.channels:

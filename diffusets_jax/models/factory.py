@@ -4,23 +4,32 @@ import jax.numpy as jnp
 
 from diffusets_jax.conditioning import text_encoders
 from diffusets_jax.datasets.preprocessing import NUM_SAMPLES
+from diffusets_jax.models import layers
 from diffusets_jax.models.clip import ClipModel
 from diffusets_jax.models.unet import UNet
 from diffusets_jax.models.vae import VAE, latent_length
 
 
-def make_vae(config) -> VAE:
+def compute_settings(config, precision: str | None = None) -> dict:
+  """The modules' compute attributes from config.precision and config.conv_form ('auto' is
+  resolved for the default backend); `precision` overrides the config's."""
+  return dict(dtype=layers.compute_dtype(precision or config.precision),
+              conv_form=layers.conv_form_for(config.conv_form))
+
+
+def make_vae(config, precision: str | None = None) -> VAE:
   return VAE(channels=tuple(config.vae.channels), groups=config.vae.groups,
-             latent_channels=config.vae.latent_channels)
+             latent_channels=config.vae.latent_channels, **compute_settings(config, precision))
 
 
-def make_unet(config) -> UNet:
+def make_unet(config, precision: str | None = None) -> UNet:
   u = config.unet
   return UNet(latent_channels=config.vae.latent_channels, num_levels=u.num_levels, kernel=u.kernel,
               heads=u.heads, bottleneck_attention_hidden=u.bottleneck_attention_hidden,
               bottleneck_heads=u.bottleneck_heads,
               normalize_patient=u.normalize_patient,
-              null_condition=config.diffusion.condition_dropout > 0)
+              null_condition=config.diffusion.condition_dropout > 0,
+              **compute_settings(config, precision))
 
 
 def condition_dim(config) -> int:

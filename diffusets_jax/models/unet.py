@@ -4,6 +4,8 @@ with self-attention and single-token cross-attention on the condition vector c (
 Submodule names follow the reference checkpoint (`downsampling_blocks_0/block/pre_shortcut_convs`
 is `downsampling_blocks.0.block.pre_shortcut_convs`), including its misspelt `bottelneck`.
 """
+from typing import Any
+
 import numpy as np
 import jax.numpy as jnp
 import flax.linen as nn
@@ -34,6 +36,7 @@ class TimeEmbedding(nn.Module):
   """Timestep (batch,) int -> (batch, features): frozen table -> Dense(128) -> Mish -> Dense."""
   features: int
   num_timesteps: int = NUM_TIMESTEPS
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, t):
@@ -43,8 +46,8 @@ class TimeEmbedding(nn.Module):
       table = self.get_variable('time_tables', 'embeddings')
     else:
       table = jnp.asarray(time_table(self.num_timesteps))
-    h = nn.Dense(128, name='fc1')(table[t])
-    return nn.Dense(self.features, name='fc2')(mish(h))
+    h = nn.Dense(128, dtype=self.dtype, name='fc1')(table[t])
+    return nn.Dense(self.features, dtype=self.dtype, name='fc2')(mish(h))
 
 
 class SelfAttention(nn.Module):
@@ -56,19 +59,20 @@ class SelfAttention(nn.Module):
   """
   hidden: int
   heads: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     channels = x.shape[-1]
-    h = layer_norm(name='norm')(x)
+    h = layer_norm(name='norm', dtype=self.dtype)(x)
     in_w, in_b, out_proj = MultiheadAttentionParams(self.hidden, name='attention')()
     projections = [chain(DenseParams(self.hidden, channels, name=name)(), (w, b))
                    for name, w, b in zip(('to_q', 'to_k', 'to_v'), in_w, in_b)]
-    qkv = h @ jnp.concatenate([w for w, _ in projections], 1) + jnp.concatenate(
-        [b for _, b in projections])
+    w_qkv = jnp.concatenate([w for w, _ in projections], 1).astype(self.dtype)
+    qkv = h @ w_qkv + jnp.concatenate([b for _, b in projections]).astype(self.dtype)
     out = multihead_attention(*jnp.split(qkv, 3, axis=-1), heads=self.heads)
     w_out, b_out = chain(out_proj, DenseParams(channels, self.hidden, name='to_out')())
-    return x + out @ w_out + b_out
+    return x + out @ w_out.astype(self.dtype) + b_out.astype(self.dtype)
 
 
 class CrossAttention(nn.Module):
@@ -82,12 +86,13 @@ class CrossAttention(nn.Module):
   """
   hidden: int
   heads: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, c):
     channels = x.shape[-1]
-    cond = nn.Dense(channels, name='value_combiner')(c)
-    cond = layer_norm(name='condition_normalization')(cond)
+    cond = nn.Dense(channels, dtype=self.dtype, name='value_combiner')(c)
+    cond = layer_norm(name='condition_normalization', dtype=self.dtype)(cond)
     if self.is_initializing():
       layer_norm(name='normalization')(x)
     DenseParams(self.hidden, channels, name='to_q')()
@@ -96,7 +101,7 @@ class CrossAttention(nn.Module):
     in_w, in_b, out_proj = MultiheadAttentionParams(self.hidden, name='attention')()
     to_out = DenseParams(channels, self.hidden, name='to_out')()
     w, b = chain(chain(chain(to_v, (in_w[2], in_b[2])), out_proj), to_out)
-    return x + (cond @ w + b)[:, None, :]
+    return x + (cond @ w.astype(self.dtype) + b.astype(self.dtype))[:, None, :]
 
 
 class Block(nn.Module):
@@ -105,42 +110,48 @@ class Block(nn.Module):
   attention_hidden: int
   heads: int
   kernel: int = 7
+  dtype: Any = jnp.float32
+  conv_form: str = 'matmul'
 
   @nn.compact
   def __call__(self, x, t, c):
     mid = (x.shape[-1] + self.features) // 2
-    h = x + TimeEmbedding(x.shape[-1], name='time_emb')(t)[:, None, :]
-    h = same_conv(mid, self.kernel, name='pre_shortcut_convs')(h)
-    h = mish(group_norm(1, name='layer_norm1')(h))
-    h = conv(mid, 1, 'VALID', name='shortcut_convs')(h)
-    h = SelfAttention(self.attention_hidden, self.heads, name='self_attention')(h)
-    h = CrossAttention(self.attention_hidden, self.heads, name='cross_attention')(h, c)
-    h = layer_norm(name='attention_norm')(h)
-    h = same_conv(self.features, self.kernel, name='post_shortcut_convs')(h)
-    h = mish(group_norm(1, name='layer_norm2')(h))
+    compute = dict(dtype=self.dtype, form=self.conv_form)
+    h = x + TimeEmbedding(x.shape[-1], dtype=self.dtype, name='time_emb')(t)[:, None, :]
+    h = same_conv(mid, self.kernel, name='pre_shortcut_convs', **compute)(h)
+    h = mish(group_norm(1, name='layer_norm1', dtype=self.dtype)(h))
+    h = conv(mid, 1, 'VALID', name='shortcut_convs', **compute)(h)
+    h = SelfAttention(self.attention_hidden, self.heads, self.dtype, name='self_attention')(h)
+    h = CrossAttention(self.attention_hidden, self.heads, self.dtype, name='cross_attention')(h, c)
+    h = layer_norm(name='attention_norm', dtype=self.dtype)(h)
+    h = same_conv(self.features, self.kernel, name='post_shortcut_convs', **compute)(h)
+    h = mish(group_norm(1, name='layer_norm2', dtype=self.dtype)(h))
     if self.is_initializing():
       # `block.down` is in the reference checkpoint but never used.
-      conv(self.features, 3, ((1, 1),), stride=2, name='down')(h)
+      conv(self.features, 3, ((1, 1),), stride=2, name='down', **compute)(h)
     # The residual is taken from x before the time embedding, as in the reference.
-    return h + conv(self.features, 1, 'VALID', name='res_conv')(x)
+    return h + conv(self.features, 1, 'VALID', name='res_conv', **compute)(x)
 
 
 class Bottleneck(nn.Module):
   attention_hidden: int = 32
   heads: int = 4
+  dtype: Any = jnp.float32
+  conv_form: str = 'matmul'
 
   @nn.compact
   def __call__(self, x, t, c):
     channels = x.shape[-1]
-    h = x + TimeEmbedding(channels, name='time_emb')(t)[:, None, :]
-    h = same_conv(channels, 3, name='bottleneck_conv1')(h)
-    h = mish(group_norm(1, name='bottleneck_layer_norm1')(h))
-    h = same_conv(channels, 3, name='bottleneck_conv1_2')(h)
-    h = SelfAttention(self.attention_hidden, self.heads, name='self_attention')(h)
-    h = CrossAttention(self.attention_hidden, self.heads, name='cross_attention')(h, c)
-    h = layer_norm(name='attention_norm')(h)
-    h = same_conv(channels, 3, name='bottleneck_conv2')(h)
-    h = mish(group_norm(1, name='bottleneck_layer_norm2')(h))
+    compute = dict(dtype=self.dtype, form=self.conv_form)
+    h = x + TimeEmbedding(channels, dtype=self.dtype, name='time_emb')(t)[:, None, :]
+    h = same_conv(channels, 3, name='bottleneck_conv1', **compute)(h)
+    h = mish(group_norm(1, name='bottleneck_layer_norm1', dtype=self.dtype)(h))
+    h = same_conv(channels, 3, name='bottleneck_conv1_2', **compute)(h)
+    h = SelfAttention(self.attention_hidden, self.heads, self.dtype, name='self_attention')(h)
+    h = CrossAttention(self.attention_hidden, self.heads, self.dtype, name='cross_attention')(h, c)
+    h = layer_norm(name='attention_norm', dtype=self.dtype)(h)
+    h = same_conv(channels, 3, name='bottleneck_conv2', **compute)(h)
+    h = mish(group_norm(1, name='bottleneck_layer_norm2', dtype=self.dtype)(h))
     return h + x
 
 
@@ -149,11 +160,16 @@ class DownBlock(nn.Module):
   attention_hidden: int
   heads: int
   kernel: int
+  dtype: Any = jnp.float32
+  conv_form: str = 'matmul'
 
   @nn.compact
   def __call__(self, x, t, c):
-    skip = Block(self.features, self.attention_hidden, self.heads, self.kernel, name='block')(x, t, c)
-    return conv(self.features, 3, ((1, 1),), stride=2, name='down')(skip), skip
+    skip = Block(self.features, self.attention_hidden, self.heads, self.kernel, self.dtype,
+                 self.conv_form, name='block')(x, t, c)
+    down = conv(self.features, 3, ((1, 1),), stride=2, name='down', dtype=self.dtype,
+                form=self.conv_form)
+    return down(skip), skip
 
 
 class UpBlock(nn.Module):
@@ -161,13 +177,17 @@ class UpBlock(nn.Module):
   attention_hidden: int
   heads: int
   kernel: int
+  dtype: Any = jnp.float32
+  conv_form: str = 'matmul'
 
   @nn.compact
   def __call__(self, x, skip, t, c):
-    x = ConvTranspose1d(x.shape[-1], name='up')(x)  # PyTorch ConvTranspose1d(k4, s2, p1)
+    # PyTorch ConvTranspose1d(k4, s2, p1)
+    x = ConvTranspose1d(x.shape[-1], self.dtype, self.conv_form, name='up')(x)
     if skip is not None:
       x = jnp.concatenate([x, skip], axis=-1)
-    return Block(self.features, self.attention_hidden, self.heads, self.kernel, name='block')(x, t, c)
+    return Block(self.features, self.attention_hidden, self.heads, self.kernel, self.dtype,
+                 self.conv_form, name='block')(x, t, c)
 
 
 class UNet(nn.Module):
@@ -182,6 +202,10 @@ class UNet(nn.Module):
   - `null_condition`: a learned vector `null_condition` (d_c,), initialised at zero, replaces c
     for the examples where `drop` (batch,) bool is True: the unconditional model of
     classifier-free guidance.
+
+  Compute settings (not part of the weights): `dtype` is the activation and matmul dtype
+  (parameters stay float32, the output is float32); `conv_form` how convolutions are lowered
+  (layers.CONV_FORMS).
   """
   latent_channels: int = 4
   num_levels: int = 7
@@ -191,6 +215,8 @@ class UNet(nn.Module):
   bottleneck_heads: int = 4
   normalize_patient: bool = False
   null_condition: bool = False
+  dtype: Any = jnp.float32
+  conv_form: str = 'matmul'
 
   @nn.compact
   def __call__(self, z, t, c, drop=None):
@@ -208,17 +234,21 @@ class UNet(nn.Module):
       raise ValueError(f'latent length {z.shape[1]} must be divisible by 2**{depth} '
                        f'for a {self.num_levels}-level U-Net')
     widths = [self.latent_channels * 2 ** i for i in range(depth + 1)]
-    h, skips = z, []
+    compute = dict(dtype=self.dtype, conv_form=self.conv_form)
+    h, skips, c = z.astype(self.dtype), [], c.astype(self.dtype)
     for i in range(depth):
-      h, skip = DownBlock(widths[i + 1], 2 * widths[i], self.heads, self.kernel,
+      h, skip = DownBlock(widths[i + 1], 2 * widths[i], self.heads, self.kernel, **compute,
                           name=f'downsampling_blocks_{i}')(h, t, c)
       skips.append(skip)
     skips.pop()  # the deepest skip is unused, as in the reference
-    h = Bottleneck(self.bottleneck_attention_hidden, self.bottleneck_heads, name='bottelneck')(h, t, c)
+    h = Bottleneck(self.bottleneck_attention_hidden, self.bottleneck_heads, **compute,
+                   name='bottelneck')(h, t, c)
     for j in range(depth):
       skip = skips.pop() if j > 0 else None
       in_width = h.shape[-1] * (2 if skip is not None else 1)
-      h = UpBlock(widths[depth - 1 - j], 2 * in_width, self.heads, self.kernel,
+      h = UpBlock(widths[depth - 1 - j], 2 * in_width, self.heads, self.kernel, **compute,
                   name=f'upsampling_blocks_{j}')(h, skip, t, c)
-    h = mish(same_conv(self.latent_channels, 3, name='output_conv_0')(h))
-    return conv(self.latent_channels, 1, 'VALID', name='output_conv_2')(h)
+    layer = dict(dtype=self.dtype, form=self.conv_form)
+    h = mish(same_conv(self.latent_channels, 3, name='output_conv_0', **layer)(h))
+    return conv(self.latent_channels, 1, 'VALID', name='output_conv_2', **layer)(h).astype(
+        jnp.float32)

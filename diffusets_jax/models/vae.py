@@ -3,7 +3,7 @@
 Submodule names end in the reference `nn.Sequential` index (`res_4` is checkpoint prefix `4.`),
 so checkpoint conversion is mechanical.
 """
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -17,21 +17,25 @@ LATENT_SCALE = 0.18215
 class ResidualBlock(nn.Module):
   features: int
   groups: int
+  dtype: Any = jnp.float32
+  conv_form: str = 'matmul'
 
   @nn.compact
   def __call__(self, x):
-    h = nn.silu(group_norm(self.groups, name='groupnorm_1')(x))
-    h = same_conv(self.features, 3, name='conv_1')(h)
-    h = nn.silu(group_norm(self.groups, name='groupnorm_2')(h))
-    h = same_conv(self.features, 3, name='conv_2')(h)
+    compute = dict(dtype=self.dtype, form=self.conv_form)
+    h = nn.silu(group_norm(self.groups, name='groupnorm_1', dtype=self.dtype)(x))
+    h = same_conv(self.features, 3, name='conv_1', **compute)(h)
+    h = nn.silu(group_norm(self.groups, name='groupnorm_2', dtype=self.dtype)(h))
+    h = same_conv(self.features, 3, name='conv_2', **compute)(h)
     if x.shape[-1] != self.features:
-      x = conv(self.features, 1, 'VALID', name='residual_layer')(x)
+      x = conv(self.features, 1, 'VALID', name='residual_layer', **compute)(x)
     return x + h
 
 
 class AttentionBlock(nn.Module):
   """Single-head self-attention over length with a fused q/k/v projection, plus the residual."""
   groups: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
@@ -39,14 +43,15 @@ class AttentionBlock(nn.Module):
     if self.is_initializing():
       # The reference owns this norm but never applies it; it exists only for weight compatibility.
       group_norm(self.groups, name='groupnorm')(x)
-    q, k, v = jnp.split(nn.Dense(3 * channels, name='in_proj')(x), 3, axis=-1)
-    weights = jax.nn.softmax(q @ k.swapaxes(-1, -2) / jnp.sqrt(channels), axis=-1)
-    return x + nn.Dense(channels, name='out_proj')(weights @ v)
+    q, k, v = jnp.split(nn.Dense(3 * channels, dtype=self.dtype, name='in_proj')(x), 3, axis=-1)
+    logits = (q @ k.swapaxes(-1, -2)).astype(jnp.float32) / jnp.sqrt(channels)
+    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)  # softmax in float32
+    return x + nn.Dense(channels, dtype=self.dtype, name='out_proj')(weights @ v)
 
 
-def stride2_conv(features: int, name: str) -> nn.Conv:
+def stride2_conv(features: int, name: str, **compute):
   # Reference: right-pad by one, then a valid stride-2 k3 conv (= 'SAME' for even lengths).
-  return conv(features, 3, ((0, 1),), stride=2, name=name)
+  return conv(features, 3, ((0, 1),), stride=2, name=name, **compute)
 
 
 def upsample2(x):
@@ -58,62 +63,71 @@ class Encoder(nn.Module):
 
   z = (mean + exp(logvar / 2) * noise) * 0.18215; `noise` is standard normal of the latent's
   shape (zeros give the posterior mean), passed in so that the module stays deterministic.
+  `dtype`/`conv_form`: compute settings as in the U-Net; z, mean and logvar are float32.
   """
   channels: Sequence[int] = (128, 256, 512)
   groups: int = 32
   latent_channels: int = 4
+  dtype: Any = jnp.float32
+  conv_form: str = 'matmul'
 
   @nn.compact
   def __call__(self, x, noise):
     c1, c2, c3 = self.channels
     g = self.groups
-    h = same_conv(c1, 3, name='conv_in_0')(x)
-    h = ResidualBlock(c1, g, name='res_1')(h)
-    h = ResidualBlock(c1, g, name='res_2')(h)
-    h = stride2_conv(c1, 'down_3')(h)
-    h = ResidualBlock(c2, g, name='res_4')(h)
-    h = ResidualBlock(c2, g, name='res_5')(h)
-    h = stride2_conv(c2, 'down_6')(h)
-    h = ResidualBlock(c3, g, name='res_7')(h)
-    h = ResidualBlock(c3, g, name='res_8')(h)
-    h = stride2_conv(c3, 'down_9')(h)
+    layer = dict(dtype=self.dtype, form=self.conv_form)
+    block = dict(dtype=self.dtype, conv_form=self.conv_form)
+    h = same_conv(c1, 3, name='conv_in_0', **layer)(x)
+    h = ResidualBlock(c1, g, **block, name='res_1')(h)
+    h = ResidualBlock(c1, g, **block, name='res_2')(h)
+    h = stride2_conv(c1, 'down_3', **layer)(h)
+    h = ResidualBlock(c2, g, **block, name='res_4')(h)
+    h = ResidualBlock(c2, g, **block, name='res_5')(h)
+    h = stride2_conv(c2, 'down_6', **layer)(h)
+    h = ResidualBlock(c3, g, **block, name='res_7')(h)
+    h = ResidualBlock(c3, g, **block, name='res_8')(h)
+    h = stride2_conv(c3, 'down_9', **layer)(h)
     for idx in (10, 11, 12):
-      h = ResidualBlock(c3, g, name=f'res_{idx}')(h)
-    h = AttentionBlock(g, name='attn_13')(h)
-    h = ResidualBlock(c3, g, name='res_14')(h)
-    h = nn.silu(group_norm(g, name='norm_15')(h))
-    h = same_conv(2 * self.latent_channels, 3, name='conv_17')(h)
-    h = conv(2 * self.latent_channels, 1, 'VALID', name='conv_18')(h)
-    mean, logvar = jnp.split(h, 2, axis=-1)
+      h = ResidualBlock(c3, g, **block, name=f'res_{idx}')(h)
+    h = AttentionBlock(g, self.dtype, name='attn_13')(h)
+    h = ResidualBlock(c3, g, **block, name='res_14')(h)
+    h = nn.silu(group_norm(g, name='norm_15', dtype=self.dtype)(h))
+    h = same_conv(2 * self.latent_channels, 3, name='conv_17', **layer)(h)
+    h = conv(2 * self.latent_channels, 1, 'VALID', name='conv_18', **layer)(h)
+    mean, logvar = jnp.split(h.astype(jnp.float32), 2, axis=-1)
     logvar = jnp.clip(logvar, -30.0, 20.0)
     z = (mean + jnp.exp(0.5 * logvar) * noise) * LATENT_SCALE
     return z, mean, logvar
 
 
 class Decoder(nn.Module):
-  """Scaled latent (batch, 128, latent_channels) -> ECG (batch, 1024, 12) in mV."""
+  """Scaled latent (batch, 128, latent_channels) -> ECG (batch, 1024, 12) in mV (float32)."""
   channels: Sequence[int] = (128, 256, 512)
   groups: int = 32
   leads: int = 12
+  dtype: Any = jnp.float32
+  conv_form: str = 'matmul'
 
   @nn.compact
   def __call__(self, z):
     c1, c2, c3 = self.channels
     g = self.groups
+    layer = dict(dtype=self.dtype, form=self.conv_form)
+    block = dict(dtype=self.dtype, conv_form=self.conv_form)
     h = z / LATENT_SCALE
-    h = conv(z.shape[-1], 1, 'VALID', name='conv_in_0')(h)
-    h = same_conv(c3, 3, name='conv_1')(h)
-    h = ResidualBlock(c3, g, name='res_2')(h)
-    h = AttentionBlock(g, name='attn_3')(h)
+    h = conv(z.shape[-1], 1, 'VALID', name='conv_in_0', **layer)(h)
+    h = same_conv(c3, 3, name='conv_1', **layer)(h)
+    h = ResidualBlock(c3, g, **block, name='res_2')(h)
+    h = AttentionBlock(g, self.dtype, name='attn_3')(h)
     for idx in (4, 5, 6, 7):
-      h = ResidualBlock(c3, g, name=f'res_{idx}')(h)
+      h = ResidualBlock(c3, g, **block, name=f'res_{idx}')(h)
     # Three upsampling stages: (conv index, output channels), each followed by 3 residual blocks.
     for conv_idx, features in ((9, c3), (14, c2), (19, c1)):
-      h = same_conv(h.shape[-1], 3, name=f'up_conv_{conv_idx}')(upsample2(h))
+      h = same_conv(h.shape[-1], 3, name=f'up_conv_{conv_idx}', **layer)(upsample2(h))
       for idx in range(conv_idx + 1, conv_idx + 4):
-        h = ResidualBlock(features, g, name=f'res_{idx}')(h)
-    h = nn.silu(group_norm(g, name='norm_23')(h))
-    return same_conv(self.leads, 3, name='conv_out_25')(h)
+        h = ResidualBlock(features, g, **block, name=f'res_{idx}')(h)
+    h = nn.silu(group_norm(g, name='norm_23', dtype=self.dtype)(h))
+    return same_conv(self.leads, 3, name='conv_out_25', **layer)(h).astype(jnp.float32)
 
 
 def latent_length(num_samples: int) -> int:
@@ -126,10 +140,13 @@ class VAE(nn.Module):
   groups: int = 32
   latent_channels: int = 4
   leads: int = 12
+  dtype: Any = jnp.float32
+  conv_form: str = 'matmul'
 
   def setup(self):
-    self.encoder = Encoder(self.channels, self.groups, self.latent_channels)
-    self.decoder = Decoder(self.channels, self.groups, self.leads)
+    self.encoder = Encoder(self.channels, self.groups, self.latent_channels, self.dtype,
+                           self.conv_form)
+    self.decoder = Decoder(self.channels, self.groups, self.leads, self.dtype, self.conv_form)
 
   def __call__(self, x, noise):
     z, mean, logvar = self.encoder(x, noise)
