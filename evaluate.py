@@ -33,6 +33,8 @@ _GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance
 _DATASET = flags.DEFINE_string('dataset', None, 'Evaluate on one dataset of a model trained on '
                                'several (data.name ptbxl+ludb): ptbxl or ludb. Default: all of '
                                'them.')
+_PRECISION = flags.DEFINE_enum('precision', None, ['float32', 'bfloat16'],
+                               'Compute precision of the sampling (default: the model config\'s).')
 _SWEEP = flags.DEFINE_bool('sweep', True, 'Also run the heart-rate sweep (config evaluation.*).')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/evaluation/SPLIT, or '
                            'SPLIT_DATASET with --dataset).')
@@ -43,7 +45,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   out = evaluator.evaluate(_WORKDIR.value, _SPLIT.value, _NUM.value, _CLIP_WORKDIR.value,
                            _SAMPLER.value, _STEPS.value, _SEED.value, _OUT.value, _SWEEP.value,
-                           _GUIDANCE.value, _DATASET.value)
+                           _GUIDANCE.value, _DATASET.value, _PRECISION.value)
   print(evaluator.summary_table(out / 'metrics.json'))
   for label, name in (('metrics', 'metrics.json'), ('report', 'report.md'),
                       ('generated ECGs', 'generated.npz')):

@@ -37,6 +37,9 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
 _GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none '
                                '(the conditional model alone). Default: the model config\'s '
                                'sampling.guidance_scale.')
+_PRECISION = flags.DEFINE_enum('precision', None, ['float32', 'bfloat16'],
+                               'Compute precision of the U-Net and VAE decoder (default: the '
+                               'model config\'s; bfloat16 is for accelerators).')
 _OUT = flags.DEFINE_string('out', None, 'Output directory.')
 _WFDB_RATE = flags.DEFINE_enum('wfdb_rate', '102.4', ['102.4', '500'],
                                'Sample rate of the WFDB files: the model\'s 102.4 Hz, or 500 Hz '
@@ -68,9 +71,9 @@ def main(argv):
   sex = _SEX.value.upper()
   text_encoder = expected_text_encoder(_WORKDIR.value, _TEXT_ENCODER.value)
   if _WORKDIR.value is None:
-    generator = Generator.pretrained(text_encoder)
+    generator = Generator.pretrained(text_encoder, precision=_PRECISION.value)
   else:
-    generator = Generator.from_workdir(_WORKDIR.value, text_encoder)
+    generator = Generator.from_workdir(_WORKDIR.value, text_encoder, precision=_PRECISION.value)
   ecgs = generator.generate(_TEXT.value, _AGE.value, None if sex == 'U' else sex, _HR.value,
                             _NUM.value, _SAMPLER.value, _STEPS.value, _SEED.value,
                             _GUIDANCE.value)

@@ -26,20 +26,27 @@ class Generator:
 
   `conditioning` is the trained model's record (trainer.conditioning_record): its text encoder
   and prompt template, and the values that stand in for an unknown age or sex.
+
+  Batches are split over `devices` (default: every local device), so a host with 8 accelerators
+  samples 8 batches' worth at once; the ECGs do not depend on how many devices there are.
   """
 
   def __init__(self, config, vae_params, unet_params, conditioning: dict, text_encoder=None,
-               time_tables=None):
+               time_tables=None, precision: str | None = None, devices=None):
     """time_tables: the U-Net's 'time_tables' collection of a converted checkpoint (its own
-    frozen tables); None: the recomputed ones."""
+    frozen tables); None: the recomputed ones. precision: 'float32' or 'bfloat16' compute
+    (None: the config's). devices: the devices to sample on (None: jax.local_devices())."""
     trainer.check_conditioning(conditioning, config, 'the trained U-Net')
     self.unet_variables = {} if time_tables is None else {'time_tables': time_tables}
     self.config = config
     self.conditioning = conditioning
-    self.vae = factory.make_vae(config)
-    self.unet = factory.make_unet(config)
+    self.vae = factory.make_vae(config, precision)
+    self.unet = factory.make_unet(config, precision)
+    self.devices = list(devices or jax.local_devices())
+    self.mesh = jax.sharding.Mesh(np.array(self.devices), ('batch',))
     self.vae_params = vae_params
     self.unet_params = unet_params
+    self._placed_params = None
     self.schedule = trainer.schedule_from_config(config)
     if text_encoder is None:
       text_encoder = text_encoders.make_text_encoder(config.text)
@@ -53,9 +60,10 @@ class Generator:
     self.text_encoder = text_encoder
 
   @classmethod
-  def from_workdir(cls, workdir, text_encoder=None) -> 'Generator':
+  def from_workdir(cls, workdir, text_encoder=None, **settings) -> 'Generator':
     """Loads a trained workdir. text_encoder: optional TextEncoder instance to embed prompts
-    with (e.g. an OpenAIEncoder with its own base_url); it must be the one trained with."""
+    with (e.g. an OpenAIEncoder with its own base_url); it must be the one trained with.
+    settings: `precision` and `devices` (see __init__)."""
     config = checkpoints.load_config(workdir)
     record_path = trainer.conditioning_path(workdir)
     if not record_path.exists():
@@ -67,15 +75,16 @@ class Generator:
     return cls(config,
                checkpoints.restore_params(workdir, 'vae', trainer.abstract_state(config, 'vae')),
                sampling_params(unet_state, config.sampling.use_ema), conditioning, text_encoder,
-               reference_time_tables(workdir, unet_state.params))
+               reference_time_tables(workdir, unet_state.params), **settings)
 
   @classmethod
-  def pretrained(cls, text_encoder=None) -> 'Generator':
+  def pretrained(cls, text_encoder=None, **settings) -> 'Generator':
     """The model shipped inside the package (configs/pretrained.py, trained on the bundled
-    PTB-XL and LUDB ECGs; docs/pretrained.md). Needs no training and no download."""
+    PTB-XL and LUDB ECGs; docs/pretrained.md). Needs no training and no download.
+    settings: `precision` and `devices` (see __init__)."""
     from diffusets_jax import pretrained
     config, vae_params, unet_params, conditioning = pretrained.load()
-    return cls(config, vae_params, unet_params, conditioning, text_encoder)
+    return cls(config, vae_params, unet_params, conditioning, text_encoder, **settings)
 
   def prompt(self, reports) -> str:
     """One report (str) or several in order -> the prompt; empty reports are rejected there."""
@@ -110,8 +119,10 @@ class Generator:
                                progress: str | None = None,
                                guidance_scale: float | None = None) -> np.ndarray:
     """ECGs (n, 1024, 12) mV for condition vectors (n, d_text + 3), generated `batch_size` at a
-    time (the last batch padded, so one shape compiles once). Batch b uses the key
+    time (the last batch padded, so one shape compiles once), each batch split over the
+    devices; batch_size is rounded up to a multiple of their number. Batch b uses the key
     fold_in(PRNGKey(seed), b): the result depends on seed and batch_size only."""
+    batch_size = -(-batch_size // len(self.devices)) * len(self.devices)
     sampler, steps = self.sampler_settings(sampler, steps)
     guidance_scale = self.guidance(guidance_scale)
     cond = np.asarray(cond, np.float32)
@@ -122,9 +133,10 @@ class Generator:
       chunk = cond[start:start + batch_size]
       padded = np.zeros((batch_size, cond.shape[1]), np.float32)
       padded[:len(chunk)] = chunk
-      ecg, _ = self._sample(self.params(), jnp.asarray(padded), batch_size,
-                            sampler, steps, guidance_scale != 1.0, guidance_scale,
-                            jax.random.fold_in(jax.random.PRNGKey(seed), batch))
+      ecg, _ = self._sample(self.params(), padded, batch_size, sampler, steps,
+                            guidance_scale != 1.0, guidance_scale,
+                            jax.random.fold_in(jax.random.PRNGKey(seed), batch),
+                            self.batch_sharding(batch_size))
       out.append(np.asarray(ecg)[:len(chunk)])
     return np.concatenate(out)
 
@@ -140,8 +152,20 @@ class Generator:
     return sampler, steps
 
   def params(self):
-    """(VAE params, U-Net variables): what the jitted sampler takes as arguments."""
-    return self.vae_params, {'params': self.unet_params, **self.unet_variables}
+    """(VAE params, U-Net variables): what the jitted sampler takes as arguments, replicated on
+    every device the generator samples on."""
+    if self._placed_params is None:
+      params = self.vae_params, {'params': self.unet_params, **self.unet_variables}
+      replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+      self._placed_params = jax.device_put(params, replicated)
+    return self._placed_params
+
+  def batch_sharding(self, num: int):
+    """How a batch of `num` is laid out: split over the devices along the batch axis, or on the
+    first device alone when there is one device or num is not a multiple of their number."""
+    if len(self.devices) > 1 and num % len(self.devices) == 0:
+      return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec('batch'))
+    return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
 
   def guidance(self, guidance_scale: float | None) -> float:
     """Validated classifier-free guidance scale (None: the config's sampling.guidance_scale).
@@ -165,16 +189,22 @@ class Generator:
                        'recorded value for an unknown age')
     return self.conditioning['missing_age']
 
-  @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6))
-  def _sample(self, params, cond, num, sampler, steps, guide, guidance_scale, rng):
+  @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6, 9))
+  def _sample(self, params, cond, num, sampler, steps, guide, guidance_scale, rng, sharding):
     # `guide` is static: at scale 1 the unguided program runs (exactly the conditional model,
     # at half the cost); otherwise the scale is a traced constant of one compiled program.
+    # `sharding` lays the batch out over the devices: every per-example tensor is constrained
+    # to it and XLA partitions the loop, so each device runs its share of the batch.
     vae_params, unet_variables = params
-    eps_fn = lambda z, t, c: self.unet.apply(unet_variables, z, t, c)
+    split = lambda x: jax.lax.with_sharding_constraint(x, sharding)
+    cond = split(jnp.asarray(cond, jnp.float32))
+    predict = lambda z, t, c: self.unet.apply(unet_variables, z, t, c)
     if guide:
-      eps_fn = samplers.guided(
+      predict = samplers.guided(
           lambda z, t, c, drop: self.unet.apply(unet_variables, z, t, c, drop), guidance_scale)
-    decode_fn = lambda z: self.vae.apply({'params': vae_params}, z, method=self.vae.decode)
+    eps_fn = lambda z, t, c: split(predict(split(z), t, c))
+    decode_fn = lambda z: split(self.vae.apply({'params': vae_params}, split(z),
+                                               method=self.vae.decode))
     shape = (num,) + factory.latent_shape(self.config)
     clip = self.config.sampling.clip
     if sampler == 'ddpm':
@@ -196,9 +226,10 @@ class Generator:
       raise ValueError(f'num must be at least 1, got {num}')
     sampler, steps = self.sampler_settings(sampler, steps)
     guidance_scale = self.guidance(guidance_scale)
-    cond = jnp.asarray(self.condition(reports, age, sex, heart_rate, num))
+    cond = self.condition(reports, age, sex, heart_rate, num)
     ecg, _ = self._sample(self.params(), cond, num, sampler, steps,
-                          guidance_scale != 1.0, guidance_scale, jax.random.PRNGKey(seed))
+                          guidance_scale != 1.0, guidance_scale, jax.random.PRNGKey(seed),
+                          self.batch_sharding(num))
     return np.asarray(ecg)
 
   def __hash__(self):

@@ -203,7 +203,7 @@ def vae_reconstruction(workdir, config, real_ecg, batch_size: int = 64) -> tuple
 def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
              sampler: str | None = None, steps: int | None = None, seed: int = 0, out=None,
              sweep: bool = True, guidance_scale: float | None = None,
-             dataset: str | None = None) -> Path:
+             dataset: str | None = None, precision: str | None = None) -> Path:
   """Runs the protocol for a trained workdir (None: the shipped pretrained model, which then
   needs clip_workdir and out); returns the output folder (written whole or not at all: a failed
   run leaves no partial folder). `dataset`: one dataset of a model trained on several (default:
@@ -216,7 +216,9 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   out = Path(out or workdir / 'evaluation' / (f'{split}_{dataset}' if dataset else split))
   timings = {}
   start = time.time()
-  generator = Generator.pretrained() if workdir is None else Generator.from_workdir(workdir)
+  # Sampling spreads each batch over every local device (Generator).
+  generator = (Generator.pretrained(precision=precision) if workdir is None
+               else Generator.from_workdir(workdir, precision=precision))
   features = ClipFeatures.from_workdir(clip_workdir)
   check_text_match(generator, features)
   config = generator.config
@@ -264,6 +266,7 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
       workdir=str(workdir or 'pretrained'), clip_workdir=str(clip_workdir), split=split,
       dataset=dataset or config.data.name, num=len(index), seed=seed, sampler=used_sampler,
       steps=used_steps or config.diffusion.num_timesteps, guidance_scale=guidance_scale,
+      precision=precision or config.precision, devices=len(generator.devices),
       text=trainer.describe_text(generator.conditioning['text']), vae=vae_result, **result,
       heart_rate_sweep=None if sweep_result is None else {
           k: v for k, v in sweep_result.items() if k not in ('ecg', 'requested', 'measured_hr')},
