@@ -41,8 +41,13 @@ demo: install
 test: $(VENV)/test-installed
 	$(PY) -m pytest -q -n 2 tests
 
-bench: install
-	$(PY) benchmarks/sampling.py --batch 1 16 64 --out benchmarks/results/sampling_cpu.json
+# Throughput on whatever backend JAX sees (limited batches: a CPU), then ours against the
+# reference architecture in PyTorch, same weights and device. PyTorch comes with the test extras.
+bench: $(VENV)/test-installed
+	$(PY) benchmarks/throughput.py --batch 1 16 64 --max_call_s 20 --train_batches 8 \
+	    --out benchmarks/results/throughput_cpu.json
+	$(PY) benchmarks/pytorch_reference/side_by_side.py --batch 1 64 \
+	    --out benchmarks/results/side_by_side_cpu.json
 	$(PY) benchmarks/evaluation.py --num 1000 --out benchmarks/results/evaluation_cpu.json
 
 clean:

@@ -23,8 +23,8 @@ def get_config():
   config.unet.num_levels = 6
   config.unet.normalize_patient = True
   config.diffusion.batch_size = 64
-  config.diffusion.epochs = 300
-  config.diffusion.learning_rate = 1e-3
+  config.diffusion.epochs = 800
+  config.diffusion.learning_rate = 5e-4
   config.diffusion.condition_dropout = 0.1
   config.diffusion.ema_decay = 0.999
   config.sampling.sampler = 'ddim'

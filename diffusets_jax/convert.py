@@ -8,7 +8,10 @@ that need arbitrary code to unpickle are refused) or `.safetensors`. The workdir
 sample.py and `Generator.from_workdir` like a trained one: config (text width inferred from the
 checkpoint; 1536-d means OpenAI ada-002), the reference prompt template (sentences joined without
 a space, as the authors' code), and the conditioning record. Export writes our params as state
-dicts with exactly the reference names and shapes (vae_model.* as {'encoder', 'decoder'}).
+dicts with exactly the reference names and shapes (vae_model.* as {'encoder', 'decoder'}): the
+VAE and the U-Net weights the workdir samples with (the EMA where kept); options the reference
+lacks are folded in (normalised patient inputs) or left out (the guidance's null condition, so the
+export samples as guidance scale 1), so the reference code computes what this workdir does.
 """
 import argparse
 import json
@@ -25,6 +28,7 @@ import orbax.checkpoint as ocp
 from configs import diffusets
 from diffusets_jax import config_validation
 from diffusets_jax.conversion import reference_checkpoints as ref
+from diffusets_jax.generate import sampling_params
 from diffusets_jax.training import checkpoints, trainer
 
 TIME_TABLES_FILE = 'reference_time_tables.npz'
@@ -118,16 +122,22 @@ def import_reference(vae_path, unet_path, out, text_encoder=None, text_model=Non
 
 
 def export_reference(workdir, out, file_format: str = 'pth') -> list[Path]:
-  """Writes vae_model.<fmt> and unet_all.<fmt> in the reference layout from a workdir."""
+  """Writes vae_model.<fmt> and unet_all.<fmt> in the reference layout from a workdir: its VAE
+  and the U-Net weights it samples with (config.sampling.use_ema)."""
   workdir, out = Path(workdir), Path(out)
   config = checkpoints.load_config(workdir)
   vae_params = checkpoints.restore_params(workdir, 'vae', trainer.abstract_state(config, 'vae'))
-  unet_params = checkpoints.restore_params(workdir, 'diffusion',
-                                           trainer.abstract_state(config, 'diffusion'))
+  # The U-Net weights our sampler uses (the EMA where the run kept one), so that the exported
+  # model generates what this workdir generates.
+  unet_params = sampling_params(checkpoints.restore_state(
+      workdir, 'diffusion', trainer.abstract_state(config, 'diffusion')),
+      config.sampling.use_ema)
   tables_path = workdir / 'diffusion' / TIME_TABLES_FILE
   tables = dict(np.load(tables_path)) if tables_path.exists() else None
+  unet_params = ref.reference_equivalent_unet(jax.device_get(unet_params),
+                                              config.unet.normalize_patient)
   files = {'vae_model': ref.vae_to_reference(jax.device_get(vae_params)),
-           'unet_all': ref.unet_to_reference(jax.device_get(unet_params), tables)}
+           'unet_all': ref.unet_to_reference(unet_params, tables)}
   out.mkdir(parents=True, exist_ok=True)
   written = []
   for stem, state in files.items():

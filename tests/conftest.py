@@ -61,3 +61,30 @@ def trained_workdir(tmp_path_factory, tfds_dir):
   trainer.train_and_evaluate(config, workdir, 'all')
   return workdir
 
+
+
+def guided_config(config):
+  """Micro config with the options the reference lacks: condition dropout, EMA, normalised
+  patient inputs."""
+  from diffusets_jax import config_validation
+  config.diffusion.condition_dropout = 0.5
+  config.diffusion.ema_decay = 0.9
+  config.unet.normalize_patient = True
+  config.diffusion.epochs = 1  # 160 / 8 = 20 steps; checkpoints every 2
+  return config_validation.validate(config)
+
+
+@pytest.fixture(scope='session')
+def guided_workdir(trained_workdir, tmp_path_factory):
+  """The session's VAE and latents, with a U-Net trained 6 steps with guided_config."""
+  import json
+  import shutil
+  from diffusets_jax.training import checkpoints, trainer
+  workdir = tmp_path_factory.mktemp('guided')
+  for name in ('vae', 'latents'):
+    shutil.copytree(trained_workdir / name, workdir / name)
+  config = guided_config(micro_config(json.loads(
+      (trained_workdir / 'config.json').read_text())['data']['tfds_dir']))
+  checkpoints.save_config(workdir, config)
+  trainer.train_diffusion(config, workdir, max_steps=6)
+  return workdir

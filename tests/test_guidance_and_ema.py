@@ -14,28 +14,6 @@ from diffusets_jax.generate import Generator
 from diffusets_jax.training import checkpoints, trainer
 
 
-def guided_config(config):
-  config.diffusion.condition_dropout = 0.5
-  config.diffusion.ema_decay = 0.9
-  config.unet.normalize_patient = True
-  config.diffusion.epochs = 1  # 160 / 8 = 20 steps; checkpoints every 2
-  return config_validation.validate(config)
-
-
-@pytest.fixture(scope='module')
-def guided_workdir(trained_workdir, tmp_path_factory):
-  """The session's VAE and latents, with a U-Net trained 6 steps with condition dropout and EMA."""
-  from tests.conftest import micro_config
-  workdir = tmp_path_factory.mktemp('guided')
-  for name in ('vae', 'latents'):
-    shutil.copytree(trained_workdir / name, workdir / name)
-  config = guided_config(micro_config(json.loads(
-      (trained_workdir / 'config.json').read_text())['data']['tfds_dir']))
-  checkpoints.save_config(workdir, config)
-  trainer.train_diffusion(config, workdir, max_steps=6)
-  return workdir
-
-
 def read_log(workdir):
   lines = (workdir / 'diffusion' / 'metrics.jsonl').read_text().splitlines()
   return {r['step']: r['loss'] for r in map(json.loads, lines)}
@@ -49,7 +27,13 @@ def test_killed_run_resumes_exactly_ema_included(guided_workdir, tmp_path):
     shutil.copytree(guided_workdir / name, killed / name)
   trainer.train_diffusion(config, killed, max_steps=4)
   assert checkpoints.manager(killed, 'diffusion').latest_step() == 4
+  # As if the killed run had logged step 5 and died writing step 6, before the next checkpoint.
+  log = killed / 'diffusion' / 'metrics.jsonl'
+  with open(log, 'a') as f:
+    f.write(json.dumps({'step': 5, 'loss': 1e9}) + '\n{"step": 6, "lo')
   trainer.train_diffusion(config, killed, max_steps=6)  # restarted: resumes at step 4
+  steps_logged = [json.loads(line)['step'] for line in log.read_text().splitlines()]
+  assert steps_logged == [1, 2, 3, 4, 5, 6]  # each once: the killed run's extra lines dropped
   full, resumed = read_log(guided_workdir), read_log(killed)
   np.testing.assert_allclose([resumed[5], resumed[6]], [full[5], full[6]], rtol=1e-6)
   target = trainer.abstract_state(config, 'diffusion')
@@ -105,7 +89,7 @@ def test_guidance_scale_one_is_the_unguided_sampler(guided_workdir, sampler):
   params = gen.params()
   sampler_steps = 5 if sampler == 'ddim' else 0
   traced_one, _ = gen._sample(params, cond, 2, sampler, sampler_steps, True, 1.0,
-                              jax.random.PRNGKey(3))
+                              jax.random.PRNGKey(3), gen.batch_sharding(2))
   np.testing.assert_allclose(np.asarray(traced_one), unguided, atol=1e-4)
   guided = gen.generate(**kwargs, guidance_scale=3.0)
   assert np.all(np.isfinite(guided)) and np.abs(guided - unguided).max() > 1e-4

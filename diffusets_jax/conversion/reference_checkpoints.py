@@ -21,6 +21,7 @@ import re
 import numpy as np
 import jax
 
+from diffusets_jax.conditioning import patient
 from diffusets_jax.models.unet import time_table
 
 # Reference channel i holds our channel REFERENCE_LEAD_ORDER[i] (and vice versa): aVL <-> aVF.
@@ -202,6 +203,29 @@ def unet_to_reference(params, time_tables: dict | None = None) -> dict:
   for name in time_table_names(params):
     state[name] = np.asarray((time_tables or {}).get(name, time_table()), np.float32)
   return state
+
+
+def reference_equivalent_unet(params, normalize_patient: bool) -> dict:
+  """Our U-Net params -> params of a plain reference U-Net computing the same eps_hat (up to
+  float32 rounding), for export. The options the reference lacks are removed:
+  - normalize_patient: c reaches the network only through the cross-attentions'
+    value_combiner (a Dense), so the fixed affine map c -> (c - centre) / scale folds into
+    each: kernel / scale row-wise, bias - (centre / scale) @ kernel;
+  - null_condition (the guidance's unconditional input) is dropped: the reference samples
+    without guidance, which is guidance scale 1, and that never reads it."""
+  flat = {name: np.asarray(leaf, np.float32) for name, leaf in _flat(params).items()
+          if name != 'null_condition'}
+  if normalize_patient:
+    for name in [n for n in flat if n.endswith('value_combiner/kernel')]:
+      kernel = flat[name].astype(np.float64)
+      shift = np.zeros(kernel.shape[0])
+      scale = np.ones(kernel.shape[0])
+      shift[-3:] = patient.NORMALIZATION_CENTRE
+      scale[-3:] = patient.NORMALIZATION_SCALE
+      bias_name = name[:-len('kernel')] + 'bias'
+      flat[bias_name] = (flat[bias_name] - (shift / scale) @ kernel).astype(np.float32)
+      flat[name] = (kernel / scale[:, None]).astype(np.float32)
+  return _unflat(flat)
 
 
 def vae_from_reference(state: dict, target, standard_lead_order: bool = True) -> dict:

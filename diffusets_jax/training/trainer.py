@@ -62,12 +62,26 @@ def abstract_state(config, stage: str):
   return jax.eval_shape(lambda: make(config, 1)[1])
 
 
-class MetricsWriter:
-  """Appends one JSON object per line; the file survives kills (flushed per line)."""
+def logged_step(line: str) -> int | None:
+  """The step of one metrics.jsonl line; None for a line cut short by a kill."""
+  try:
+    return int(json.loads(line)['step'])
+  except (ValueError, KeyError, TypeError):
+    return None
 
-  def __init__(self, path: Path):
+
+class MetricsWriter:
+  """Appends one JSON object per line; the file survives kills (flushed per line). A run resumed
+  at `resume_step` first drops the lines logged after that checkpoint by the killed run, which
+  the resumed run logs again, so each step appears once."""
+
+  def __init__(self, path: Path, resume_step: int = 0):
     path.parent.mkdir(parents=True, exist_ok=True)
     self.path = path
+    if path.exists():
+      kept = [line for line in path.read_text().splitlines()
+              if logged_step(line) is not None and logged_step(line) <= resume_step]
+      checkpoints.write_atomic(path, ''.join(line + '\n' for line in kept))
     self._file = open(path, 'a')
 
   def write(self, record: dict):
@@ -94,7 +108,7 @@ def run_loop(stage, config, workdir, state, p_step, batch_fn, total_steps, lr_fn
     return state
   if start:
     log_main(f'[{stage}] resuming from the checkpoint at step {start}')
-  writer = MetricsWriter(Path(workdir) / stage / 'metrics.jsonl') if main else None
+  writer = MetricsWriter(Path(workdir) / stage / 'metrics.jsonl', start) if main else None
   base_key = jax.random.PRNGKey(config.seed + 1)
   replicated = steps.replicate(state)
   bar = tqdm(range(start, total_steps), initial=start, total=total_steps, desc=stage,
