@@ -24,6 +24,7 @@ as skipped. Memory: XLA's own figure for each compiled program (arguments + outp
 Writes JSON and a markdown table beside it (.md) with the device, versions and command.
 """
 import argparse
+import gc
 import itertools
 import json
 import sys
@@ -310,30 +311,53 @@ def main():
     weights = (factory.init_vae(config, jax.random.PRNGKey(1)),
                factory.init_unet(config, jax.random.PRNGKey(0)))
   sampling, training = [], []
+  command = ' '.join(['python'] + sys.argv)
   for precision, conv_form in itertools.product(args.precision, args.conv_forms):
     if 'sampling' in args.sections:
       for sampler in args.samplers:
         sampling += sampling_rows(precision, conv_form, sampler, args.batch, args, weights)
+        release_programs()
     if 'training' in args.sections:
       batches = args.train_batches or [16 * 2 ** i for i in range(10)]
       for stage in args.stages:
         training += training_rows(stage, precision, conv_form, batches, args)
+        release_programs()
+    write(report_of(sampling, training, command), args.out, quiet=True)  # what is done so far
+  print(write(report_of(sampling, training, command), args.out))
 
+
+def release_programs():
+  """Drops the compiled programs of the configurations already timed: a long run compiles
+  dozens of large programs, and on CPU their machine code would otherwise pile up until the
+  process runs out of memory mappings."""
+  jax.clear_caches()
+  gc.collect()
+
+
+def report_of(sampling: list, training: list, command: str) -> dict:
   import jaxlib
-  report = dict(
+  return dict(
       benchmark='diffusets-jax throughput: sampling (end to end) and paper-size training',
       environment=dict(**environment.describe(), backend=jax.default_backend(),
                        device_count=jax.local_device_count(), jaxlib=jaxlib.__version__),
-      command=' '.join(['python'] + sys.argv), sampling=sampling, training=training,
+      command=command, sampling=sampling, training=training,
       faster_conv_form={k: v for k, v in dict(
           sampling=faster_conv_form(sampling, 'ecgs_per_s', ('sampler', 'precision', 'batch')),
           training=faster_conv_form(training, 'examples_per_s',
                                     ('stage', 'precision', 'per_device_batch'))).items() if v},
       default_conv_form=layers.conv_form_for('auto'))
-  environment.write_report(report, args.out)
-  markdown = Path(args.out).with_suffix('.md')
-  markdown.write_text(to_markdown(report))
-  print(markdown.read_text())
+
+
+def write(report: dict, out, quiet: bool = False) -> str:
+  """The JSON report and its markdown table (.md beside it); returns the markdown."""
+  out = Path(out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(report, indent=1))
+  markdown = to_markdown(report)
+  out.with_suffix('.md').write_text(markdown)
+  if not quiet:
+    print(f'wrote {out} and {out.with_suffix(".md")}')
+  return markdown
 
 
 if __name__ == '__main__':
