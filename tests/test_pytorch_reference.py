@@ -33,7 +33,8 @@ def unet_agreement(unet, variables, torch_unet, d_c, latent_channels, batch=3):
   t = np.array([0, 517, 999][:batch])
   c = (0.1 * rng.standard_normal((batch, d_c))).astype(np.float32)
   c[:, -3:] = [[1.0, 63.0, 72.0], [0.0, 30.0, 110.0], [1.0, 80.0, 45.0]][:batch]
-  ours = np.asarray(unet.apply(variables, jnp.asarray(z), jnp.asarray(t), jnp.asarray(c)))
+  ours = np.asarray(jax.jit(unet.apply)(variables, jnp.asarray(z), jnp.asarray(t),
+                                         jnp.asarray(c)))
   with torch.no_grad():
     theirs = torch_unet(channels_first(z), torch.from_numpy(t), torch.from_numpy(c))
   return relative_error(ours, theirs.numpy().transpose(0, 2, 1))
@@ -45,14 +46,15 @@ def vae_agreement(vae, params, encoder, decoder, latent_channels):
   rng = np.random.default_rng(1)
   ecg = (0.3 * rng.standard_normal((2, 1024, 12))).astype(np.float32)
   noise = rng.standard_normal((2, 128, latent_channels)).astype(np.float32)
-  _, mean, logvar = vae.apply({'params': params}, jnp.asarray(ecg), jnp.asarray(noise),
-                              method=vae.encode)
+  encode = jax.jit(lambda p, x, n: vae.apply({'params': p}, x, n, method=vae.encode))
+  decode = jax.jit(lambda p, z: vae.apply({'params': p}, z, method=vae.decode))
+  _, mean, logvar = encode(params, jnp.asarray(ecg), jnp.asarray(noise))
   with torch.no_grad():
     _, their_mean, their_logvar = encoder(
         torch.from_numpy(np.ascontiguousarray(ecg[..., ref.REFERENCE_LEAD_ORDER])),
         channels_first(noise))
   z = (0.2 * rng.standard_normal((2, 128, latent_channels))).astype(np.float32)
-  decoded = np.asarray(vae.apply({'params': params}, jnp.asarray(z), method=vae.decode))
+  decoded = np.asarray(decode(params, jnp.asarray(z)))
   with torch.no_grad():
     their_decoded = decoder(channels_first(z)).numpy()
   return {'mean': relative_error(mean, their_mean.numpy().transpose(0, 2, 1)),
