@@ -2,8 +2,10 @@
 import json
 import os
 import platform
+import time
 from pathlib import Path
 
+import numpy as np
 import jax
 import flax
 
@@ -21,3 +23,17 @@ def write_report(report: dict, out) -> None:
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(report, indent=1))
   print(f'wrote {out}')
+
+
+def first_and_median_seconds(call, sync, repeats: int) -> tuple[float, float]:
+  """(seconds of the first call, which compiles where nothing was compiled ahead; median
+  seconds of `repeats` further calls). `sync(result)` waits for the device to finish."""
+  start = time.perf_counter()
+  sync(call())
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    sync(call())
+    times.append(time.perf_counter() - start)
+  return first, float(np.median(times))

@@ -78,13 +78,7 @@ def device_peak_bytes() -> int | None:
 
 def timed(call, repeats: int) -> float:
   """Median seconds of `repeats` calls after one warm-up call, each ended by block_until_ready."""
-  jax.block_until_ready(call())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(call())
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  return environment.first_and_median_seconds(call, jax.block_until_ready, repeats)[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,8 +101,7 @@ def sampling_rows(precision, conv_form, sampler, batches, args, weights):
     if last and last['seconds'] * batch / last['batch'] > args.max_call_s:
       row['skipped'] = (f"predicted {last['seconds'] * batch / last['batch']:.0f} s per call > "
                         f'--max_call_s {args.max_call_s:g}')
-      rows.append(row)
-      print(json.dumps(row), flush=True)
+      record(rows, row)
       continue
     batch = -(-batch // len(generator.devices)) * len(generator.devices)
     rng = np.random.default_rng(batch)
@@ -126,17 +119,20 @@ def sampling_rows(precision, conv_form, sampler, batches, args, weights):
     except Exception as error:  # noqa: BLE001  (recorded, then the next configuration)
       row['error'] = 'out of device memory' if is_out_of_memory(error) else \
           f'{type(error).__name__}: {str(error)[:200]}'
-      rows.append(row)
-      print(json.dumps(row), flush=True)
+      record(rows, row)
       if is_out_of_memory(error):
         break
       continue
     row.update(seconds=round(seconds, 4), ecgs_per_s=round(batch / seconds, 2),
                program_mib=mib(program_bytes(compiled)), device_peak_mib=mib(device_peak_bytes()))
-    rows.append(row)
-    print(json.dumps(row), flush=True)
+    record(rows, row)
     last = row
   return rows
+
+
+def record(rows: list, row: dict) -> None:
+  rows.append(row)
+  print(json.dumps(row), flush=True)
 
 
 def mib(num_bytes):
@@ -181,8 +177,7 @@ def training_rows(stage, precision, conv_form, per_device_batches, args):
                devices=devices, global_batch=per_device * devices)
     if last and last['seconds'] * per_device / last['per_device_batch'] > args.max_call_s:
       row['skipped'] = f'predicted step time > --max_call_s {args.max_call_s:g}'
-      rows.append(row)
-      print(json.dumps(row), flush=True)
+      record(rows, row)
       break
     try:
       batch = jax.tree_util.tree_map(jnp.asarray, training_batch(stage, per_device, config))
@@ -201,8 +196,7 @@ def training_rows(stage, precision, conv_form, per_device_batches, args):
     except Exception as error:  # noqa: BLE001
       row['error'] = 'out of device memory' if is_out_of_memory(error) else \
           f'{type(error).__name__}: {str(error)[:200]}'
-      rows.append(row)
-      print(json.dumps(row), flush=True)
+      record(rows, row)
       break
     if not np.isfinite(loss):
       raise SystemExit(f'{stage} {precision} batch {per_device}: loss is {loss}')
@@ -210,8 +204,7 @@ def training_rows(stage, precision, conv_form, per_device_batches, args):
                examples_per_s=round(per_device * devices / seconds, 1),
                examples_per_s_per_device=round(per_device / seconds, 1),
                program_mib=mib(program_bytes(compiled)), device_peak_mib=mib(device_peak_bytes()))
-    rows.append(row)
-    print(json.dumps(row), flush=True)
+    record(rows, row)
     last = row
   fitted = [r for r in rows if 'seconds' in r]
   if fitted:
@@ -322,8 +315,10 @@ def main():
       for stage in args.stages:
         training += training_rows(stage, precision, conv_form, batches, args)
         release_programs()
-    write(report_of(sampling, training, command), args.out, quiet=True)  # what is done so far
-  print(write(report_of(sampling, training, command), args.out))
+    # Written after each configuration, so that a run stopped part way keeps what it measured.
+    markdown = write(report_of(sampling, training, command), args.out)
+  print(markdown)
+  print(f'wrote {args.out} and {Path(args.out).with_suffix(".md")}')
 
 
 def release_programs():
@@ -348,15 +343,13 @@ def report_of(sampling: list, training: list, command: str) -> dict:
       default_conv_form=layers.conv_form_for('auto'))
 
 
-def write(report: dict, out, quiet: bool = False) -> str:
+def write(report: dict, out) -> str:
   """The JSON report and its markdown table (.md beside it); returns the markdown."""
   out = Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(report, indent=1))
   markdown = to_markdown(report)
   out.with_suffix('.md').write_text(markdown)
-  if not quiet:
-    print(f'wrote {out} and {out.with_suffix(".md")}')
   return markdown
 
 

@@ -24,12 +24,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     raise ValueError(f'unknown config field(s): {", ".join(unknown)} '
                      f'(the known fields are in configs/default.py)')
   text_encoders.resolve(config.text)
-  if config.precision not in layers.PRECISIONS:
-    raise ValueError(f"precision must be one of {', '.join(layers.PRECISIONS)}, got "
-                     f'{config.precision!r}')
-  if config.conv_form not in ('auto',) + layers.CONV_FORMS:
-    raise ValueError(f"conv_form must be one of auto, {', '.join(layers.CONV_FORMS)}, got "
-                     f'{config.conv_form!r}')
+  layers.compute_dtype(config.precision)  # each raises naming its field
+  layers.conv_form_for(config.conv_form, backend='cpu')
   if config.vae.latent_channels < 1:
     raise ValueError('vae.latent_channels must be positive')
   for channels in config.vae.channels:

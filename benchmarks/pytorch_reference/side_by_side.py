@@ -20,7 +20,6 @@ import importlib
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,15 +44,8 @@ FLOAT32_AGREEMENT = 1e-4  # relative L2 error of our float32 output against PyTo
 
 def median_ms(call, sync, repeats: int) -> tuple[float, float]:
   """(first call's seconds, i.e. compile plus one run; median milliseconds of the repeats)."""
-  start = time.perf_counter()
-  sync(call())
-  first_s = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    sync(call())
-    times.append(time.perf_counter() - start)
-  return first_s, 1000 * float(np.median(times))
+  first_s, median_s = environment.first_and_median_seconds(call, sync, repeats)
+  return first_s, 1000 * median_s
 
 
 def relative_error(ours, reference) -> float:
@@ -113,7 +105,8 @@ def torch_inputs(batch: int, d_c: int, latent_channels: int, device):
   return z, t, c
 
 
-def training_step_rows(batch: int, config, torch_unet, sync_torch, device, args) -> list:
+def training_step_rows(batch: int, config, unet_params, torch_unet, sync_torch, device,
+                       args) -> list:
   """One diffusion training step (noise, U-Net forward and backward, AdamW update), float32:
   ours is the trainer's pmapped step on one device; PyTorch's the same loss in eager and
   compiled mode. Both start from the same weights; the loss values are not compared (each
@@ -127,7 +120,7 @@ def training_step_rows(batch: int, config, torch_unet, sync_torch, device, args)
   cond = torch_inputs(batch, d_c, 4, 'cpu')[2]
 
   unet, state = trainer.unet_state(config, 1000)
-  state = state.replace(params=unet_params_of(torch_unet, config))
+  state = state.replace(params=unet_params)  # the weights the PyTorch module holds
   step = steps.make_diffusion_step(unet, trainer.schedule_from_config(config))
   replicated = [steps.replicate(state)]
   batch_tree = dict(latent=latent[None], cond=cond[None], example_index=np.arange(batch)[None])
@@ -174,13 +167,6 @@ def training_step_rows(batch: int, config, torch_unet, sync_torch, device, args)
                      part='diffusion_train_step', ms=round(ms, 3), first_call_s=round(first, 2)))
     print(json.dumps(rows[-1]), flush=True)
   return rows
-
-
-def unet_params_of(torch_unet, config):
-  """Our U-Net params holding the PyTorch module's current weights."""
-  state = {k: v.detach().float().cpu().numpy() for k, v in torch_unet.state_dict().items()}
-  return ref.unet_from_reference(
-      state, jax.eval_shape(lambda: factory.init_unet(config, jax.random.PRNGKey(0))))
 
 
 def authors_classes(path: str):
@@ -331,7 +317,8 @@ def main():
                             else None))
 
   for batch in args.train_batch:
-    rows += training_step_rows(batch, config, torch_unet, sync_torch, device, args)
+    rows += training_step_rows(batch, config, unet_variables['params'], torch_unet, sync_torch,
+                               device, args)
 
   ratios = []
   for batch in sorted(set(args.batch) | set(args.train_batch)):

@@ -80,7 +80,7 @@ class MetricsWriter:
     self.path = path
     if path.exists():
       kept = [line for line in path.read_text().splitlines()
-              if logged_step(line) is not None and logged_step(line) <= resume_step]
+              if (step := logged_step(line)) is not None and step <= resume_step]
       checkpoints.write_atomic(path, ''.join(line + '\n' for line in kept))
     self._file = open(path, 'a')
 
