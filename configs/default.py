@@ -52,6 +52,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.vae.learning_rate = 1e-4        # one-cycle: starts here ...
   config.vae.peak_learning_rate = 2e-4   # ... peaks here
   config.vae.weight_decay = 0.01
+  # z = posterior sample x latent_scale: the reference's 0.18215 leaves this project's latents
+  # at std ~0.3, so most diffusion timesteps see almost pure noise; 1 / (latent std) gives
+  # unit-variance latents (docs/pretrained.md). Not a weight: any value loads the same VAE.
+  config.vae.latent_scale = 0.18215
 
   config.unet = ml_collections.ConfigDict()
   config.unet.num_levels = 7
@@ -77,6 +81,11 @@ def get_config() -> ml_collections.ConfigDict:
   # (0: off, as the reference; the U-Net then has no null-condition parameter).
   config.diffusion.condition_dropout = 0.0
   config.diffusion.ema_decay = 0.0       # EMA of the U-Net weights (e.g. 0.999); 0: off
+  # Heart-rate augmentation of the training latents (datasets/augmentation.py, a named
+  # simplification): this many time-stretched copies of each training record, rate changed by a
+  # factor of at most stretch_max_factor within its rate band (0: off, as the reference).
+  config.diffusion.stretch_copies = 0
+  config.diffusion.stretch_max_factor = 1.35
 
   config.sampling = ml_collections.ConfigDict()
   config.sampling.sampler = 'ddpm'

@@ -38,6 +38,14 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if not 0.0 <= config.diffusion.ema_decay < 1.0:
     raise ValueError(f'diffusion.ema_decay must be in [0, 1) (0: no EMA), got '
                      f'{config.diffusion.ema_decay}')
+  if config.diffusion.stretch_copies < 0 or config.diffusion.stretch_max_factor <= 1.0:
+    raise ValueError(f'diffusion.stretch_copies must be >= 0 and diffusion.stretch_max_factor '
+                     f'above 1, got {config.diffusion.stretch_copies} and '
+                     f'{config.diffusion.stretch_max_factor}')
+  if not config.vae.latent_scale > 0:
+    raise ValueError(f'vae.latent_scale must be positive, got {config.vae.latent_scale}')
+  if not config.sampling.clip > 0:
+    raise ValueError(f'sampling.clip must be positive, got {config.sampling.clip}')
   if config.vae.kl_weight < 0:
     raise ValueError(f'vae.kl_weight must be non-negative, got {config.vae.kl_weight}')
   if config.sampling.guidance_scale < 0:

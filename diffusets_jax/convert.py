@@ -123,7 +123,8 @@ def import_reference(vae_path, unet_path, out, text_encoder=None, text_model=Non
 
 def export_reference(workdir, out, file_format: str = 'pth') -> list[Path]:
   """Writes vae_model.<fmt> and unet_all.<fmt> in the reference layout from a workdir: its VAE
-  and the U-Net weights it samples with (config.sampling.use_ema)."""
+  (a vae.latent_scale other than 0.18215 folded into its weights) and the U-Net weights it
+  samples with (config.sampling.use_ema)."""
   workdir, out = Path(workdir), Path(out)
   config = checkpoints.load_config(workdir)
   vae_params = checkpoints.restore_params(workdir, 'vae', trainer.abstract_state(config, 'vae'))
@@ -136,7 +137,8 @@ def export_reference(workdir, out, file_format: str = 'pth') -> list[Path]:
   tables = dict(np.load(tables_path)) if tables_path.exists() else None
   unet_params = ref.reference_equivalent_unet(jax.device_get(unet_params),
                                               config.unet.normalize_patient)
-  files = {'vae_model': ref.vae_to_reference(jax.device_get(vae_params)),
+  vae_params = ref.reference_equivalent_vae(jax.device_get(vae_params), config.vae.latent_scale)
+  files = {'vae_model': ref.vae_to_reference(vae_params),
            'unet_all': ref.unet_to_reference(unet_params, tables)}
   out.mkdir(parents=True, exist_ok=True)
   written = []

@@ -285,6 +285,30 @@ def test_lead_order_is_permuted_in_the_weights():
   close(decode(standard)[..., ref.REFERENCE_LEAD_ORDER], decode(unpermuted))
 
 
+def test_latent_scale_folds_into_reference_vae_weights():
+  """A VAE trained at another vae.latent_scale, exported with the scale folded in, encodes to
+  the same latents and decodes them to the same ECGs at the reference's 0.18215."""
+  config = micro_config('unused')
+  config.vae.latent_scale = 0.61
+  ours = factory.make_vae(config)
+  reference = vae_lib.VAE(channels=tuple(config.vae.channels), groups=config.vae.groups,
+                          latent_channels=config.vae.latent_channels)
+  assert reference.latent_scale == 0.18215
+  params = factory.init_vae(config, jax.random.PRNGKey(1))
+  folded = ref.reference_equivalent_vae(params, 0.61)
+  x = jnp.asarray(randn(2, 1024, 12))
+  noise = jnp.asarray(randn(2, *factory.latent_shape(config)))
+  encode = lambda model, p: np.asarray(jax.jit(
+      lambda p: model.apply({'params': p}, x, noise, method=model.encode)[0])(p))
+  z = encode(ours, params)
+  # The scale only rescales the latent: same weights, z times 0.61 / 0.18215.
+  close(z, encode(reference, params) * (0.61 / 0.18215), atol=1e-5)
+  close(encode(reference, folded), z, atol=1e-5)
+  decode = lambda model, p: np.asarray(jax.jit(
+      lambda p: model.apply({'params': p}, jnp.asarray(z), method=model.decode))(p))
+  close(decode(reference, folded), decode(ours, params), atol=1e-5)
+
+
 def save_pth(state, path):
   from collections import OrderedDict
   to_torch = lambda d: OrderedDict((k, to_torch(v) if isinstance(v, dict) else torch.from_numpy(v))

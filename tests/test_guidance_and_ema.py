@@ -123,3 +123,13 @@ def test_new_options_are_validated(config):
   config.diffusion.condition_dropout = 1.0
   with pytest.raises(ValueError, match='condition_dropout'):
     config_validation.validate(config)
+
+
+@pytest.mark.parametrize('field, value', [('vae.latent_scale', 0.0), ('sampling.clip', -1.0),
+                                          ('diffusion.stretch_copies', -1),
+                                          ('diffusion.stretch_max_factor', 1.0)])
+def test_training_options_are_validated(config, field, value):
+  section, name = field.split('.')
+  config[section][name] = value
+  with pytest.raises(ValueError, match=name):
+    config_validation.validate(config)

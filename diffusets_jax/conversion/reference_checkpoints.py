@@ -23,6 +23,7 @@ import jax
 
 from diffusets_jax.conditioning import patient
 from diffusets_jax.models.unet import time_table
+from diffusets_jax.models.vae import LATENT_SCALE
 
 # Reference channel i holds our channel REFERENCE_LEAD_ORDER[i] (and vice versa): aVL <-> aVF.
 REFERENCE_LEAD_ORDER = np.array([0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11])
@@ -225,6 +226,30 @@ def reference_equivalent_unet(params, normalize_patient: bool) -> dict:
       bias_name = name[:-len('kernel')] + 'bias'
       flat[bias_name] = (flat[bias_name] - (shift / scale) @ kernel).astype(np.float32)
       flat[name] = (kernel / scale[:, None]).astype(np.float32)
+  return _unflat(flat)
+
+
+def reference_equivalent_vae(params, latent_scale: float) -> dict:
+  """Our VAE params at `latent_scale` -> params of a reference VAE (scale 0.18215) whose
+  latents are ours, for export. With k = latent_scale / 0.18215, the encoder's last conv
+  outputs mean * k and logvar + 2 ln k (the posterior of z / 0.18215 * latent_scale), and the
+  decoder's first 1x1 conv reads its input times 1 / k. Exact up to float32 rounding while
+  logvar stays inside its clip bounds (-30, 20)."""
+  flat = {name: np.asarray(leaf, np.float32) for name, leaf in _flat(params).items()}
+  k = np.float64(latent_scale) / LATENT_SCALE
+  if k == 1.0:
+    return _unflat(flat)
+  mean = slice(0, flat['encoder/conv_18/bias'].shape[0] // 2)
+  logvar = slice(mean.stop, None)
+  kernel = flat['encoder/conv_18/kernel'].astype(np.float64)
+  bias = flat['encoder/conv_18/bias'].astype(np.float64)
+  kernel[..., mean] *= k
+  bias[mean] *= k
+  bias[logvar] += 2.0 * np.log(k)
+  flat['encoder/conv_18/kernel'] = kernel.astype(np.float32)
+  flat['encoder/conv_18/bias'] = bias.astype(np.float32)
+  flat['decoder/conv_in_0/kernel'] = (flat['decoder/conv_in_0/kernel'].astype(np.float64)
+                                      / k).astype(np.float32)
   return _unflat(flat)
 
 

@@ -19,7 +19,8 @@ def compute_settings(config, precision: str | None = None) -> dict:
 
 def make_vae(config, precision: str | None = None) -> VAE:
   return VAE(channels=tuple(config.vae.channels), groups=config.vae.groups,
-             latent_channels=config.vae.latent_channels, **compute_settings(config, precision))
+             latent_channels=config.vae.latent_channels, latent_scale=config.vae.latent_scale,
+             **compute_settings(config, precision))
 
 
 def make_unet(config, precision: str | None = None) -> UNet:

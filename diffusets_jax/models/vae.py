@@ -11,7 +11,7 @@ import flax.linen as nn
 
 from diffusets_jax.models.layers import conv, group_norm, same_conv
 
-LATENT_SCALE = 0.18215
+LATENT_SCALE = 0.18215  # the reference's (Stable Diffusion's) latent scale
 
 
 class ResidualBlock(nn.Module):
@@ -61,8 +61,9 @@ def upsample2(x):
 class Encoder(nn.Module):
   """(batch, 1024, 12) mV -> z, mean, logvar, each (batch, 128, latent_channels).
 
-  z = (mean + exp(logvar / 2) * noise) * 0.18215; `noise` is standard normal of the latent's
-  shape (zeros give the posterior mean), passed in so that the module stays deterministic.
+  z = (mean + exp(logvar / 2) * noise) * latent_scale (0.18215 in the reference); `noise` is
+  standard normal of the latent's shape (zeros give the posterior mean), passed in so that the
+  module stays deterministic.
   `dtype`/`conv_form`: compute settings as in the U-Net; z, mean and logvar are float32.
   """
   channels: Sequence[int] = (128, 256, 512)
@@ -70,6 +71,7 @@ class Encoder(nn.Module):
   latent_channels: int = 4
   dtype: Any = jnp.float32
   conv_form: str = 'matmul'
+  latent_scale: float = LATENT_SCALE
 
   @nn.compact
   def __call__(self, x, noise):
@@ -96,7 +98,7 @@ class Encoder(nn.Module):
     h = conv(2 * self.latent_channels, 1, 'VALID', name='conv_18', **layer)(h)
     mean, logvar = jnp.split(h.astype(jnp.float32), 2, axis=-1)
     logvar = jnp.clip(logvar, -30.0, 20.0)
-    z = (mean + jnp.exp(0.5 * logvar) * noise) * LATENT_SCALE
+    z = (mean + jnp.exp(0.5 * logvar) * noise) * self.latent_scale
     return z, mean, logvar
 
 
@@ -107,6 +109,7 @@ class Decoder(nn.Module):
   leads: int = 12
   dtype: Any = jnp.float32
   conv_form: str = 'matmul'
+  latent_scale: float = LATENT_SCALE
 
   @nn.compact
   def __call__(self, z):
@@ -114,7 +117,7 @@ class Decoder(nn.Module):
     g = self.groups
     layer = dict(dtype=self.dtype, form=self.conv_form)
     block = dict(dtype=self.dtype, conv_form=self.conv_form)
-    h = z / LATENT_SCALE
+    h = z / self.latent_scale
     h = conv(z.shape[-1], 1, 'VALID', name='conv_in_0', **layer)(h)
     h = same_conv(c3, 3, name='conv_1', **layer)(h)
     h = ResidualBlock(c3, g, **block, name='res_2')(h)
@@ -142,11 +145,13 @@ class VAE(nn.Module):
   leads: int = 12
   dtype: Any = jnp.float32
   conv_form: str = 'matmul'
+  latent_scale: float = LATENT_SCALE  # not a weight: weight layouts are the same at any scale
 
   def setup(self):
     self.encoder = Encoder(self.channels, self.groups, self.latent_channels, self.dtype,
-                           self.conv_form)
-    self.decoder = Decoder(self.channels, self.groups, self.leads, self.dtype, self.conv_form)
+                           self.conv_form, self.latent_scale)
+    self.decoder = Decoder(self.channels, self.groups, self.leads, self.dtype, self.conv_form,
+                           self.latent_scale)
 
   def __call__(self, x, noise):
     z, mean, logvar = self.encoder(x, noise)

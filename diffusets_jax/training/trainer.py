@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from tqdm import tqdm
 
 from diffusets_jax.conditioning import openai_encoder, patient, prompts, text_encoders
-from diffusets_jax.datasets import input_pipeline, preprocessing
+from diffusets_jax.datasets import augmentation, input_pipeline, preprocessing
 from diffusets_jax.diffusion.schedule import linear_schedule
 from diffusets_jax.models import factory
 from diffusets_jax.training import checkpoints, distributed, steps
@@ -250,8 +250,10 @@ def make_latent_encoder(config, vae_params):
 
 
 def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
-  """Pre-encodes every split once with the trained VAE (a stochastic posterior sample, x 0.18215,
-  as the reference) and embeds each distinct prompt once. Writes latents/<split>.npz holding
+  """Pre-encodes every split once with the trained VAE (a stochastic posterior sample, x
+  vae.latent_scale, as the reference) and embeds each distinct prompt once. With
+  diffusion.stretch_copies > 0 the train split also gets that many time-stretched copies of each
+  record (datasets/augmentation.py). Writes latents/<split>.npz holding
   latent (n, 128, 4), patient (n, 3: sex code, age, heart rate), the distinct prompts with their
   embeddings and each record's prompt index, the record ids, and the conditioning record (JSON).
   Training reads these; it never embeds.
@@ -271,6 +273,9 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
   written, record = {}, None
   for split in SPLITS:  # train first: it defines the fill value for unknown ages
     source = input_pipeline.open_split(config.data, split)
+    if split == 'train' and config.diffusion.stretch_copies:
+      source = augmentation.TimeStretched(source, config.diffusion.stretch_copies,
+                                          config.diffusion.stretch_max_factor, config.seed + 3)
     n = len(source)
     latents = []
     for start in tqdm(range(0, n, size), desc=f'encode {split}', unit='batch', leave=False,

@@ -1,0 +1,92 @@
+"""Heart-rate augmentation by time stretching (datasets/augmentation.py)."""
+import numpy as np
+import pytest
+import scipy.signal
+
+from diffusets_jax.datasets import augmentation, heart_rate
+from diffusets_jax.datasets.preprocessing import NUM_SAMPLES, SAMPLE_RATE_HZ
+
+
+def synthetic_ecg(rate_bpm: float, seed: int = 0) -> np.ndarray:
+  """(1024, 12): narrow QRS spikes and broad T waves at a regular rate, on a slow baseline."""
+  t = np.arange(NUM_SAMPLES) / SAMPLE_RATE_HZ
+  rr = 60.0 / rate_bpm
+  beats = np.arange(0.3, t[-1], rr)
+  qrs = sum(np.exp(-0.5 * ((t - b) / 0.015) ** 2) for b in beats)
+  t_wave = sum(0.3 * np.exp(-0.5 * ((t - b - 0.3) / 0.05) ** 2) for b in beats)
+  baseline = 0.1 * np.sin(2 * np.pi * 0.15 * t)
+  gains = np.random.default_rng(seed).uniform(0.5, 1.5, 12)
+  return ((qrs + t_wave + baseline)[:, None] * gains).astype(np.float32)
+
+
+class ListSource:
+  def __init__(self, examples):
+    self.examples = examples
+
+  def __len__(self):
+    return len(self.examples)
+
+  def __getitems__(self, index):
+    return [self.examples[i] for i in index]
+
+
+@pytest.mark.parametrize('factor', [0.75, 0.9, 1.2, 1.35])
+def test_stretch_changes_the_rate_by_the_factor(factor):
+  ecg = synthetic_ecg(75.0)
+  stretched = augmentation.stretch_ecg(ecg, factor, np.random.default_rng(0))
+  assert stretched.shape == (NUM_SAMPLES, 12) and stretched.dtype == np.float32
+  assert heart_rate.heart_rate(stretched) == pytest.approx(75.0 / factor, rel=0.02)
+
+
+def test_sped_up_copy_has_no_step_where_cycles_repeat():
+  ecg = synthetic_ecg(62.0)
+  stretched = augmentation.stretch_ecg(ecg, 0.75, np.random.default_rng(0))
+  # Largest sample-to-sample jump, with and without the repeats (the spikes set both).
+  assert np.abs(np.diff(stretched, axis=0)).max() < 1.5 * np.abs(np.diff(ecg, axis=0)).max() / 0.75
+  # Every beat of the sped-up copy is there, one RR apart: none lost or doubled at a seam.
+  spikes = scipy.signal.find_peaks(stretched[:, 0], height=0.5 * stretched[:, 0].max())[0]
+  assert len(spikes) == 14 and np.ptp(np.diff(spikes)) <= 1
+
+
+def test_flat_record_cannot_be_stretched():
+  assert augmentation.stretch_ecg(np.zeros((NUM_SAMPLES, 12), np.float32), 1.2,
+                                  np.random.default_rng(0)) is None
+
+
+@pytest.mark.parametrize('rate', [35.0, 59.0, 61.0, 80.0, 99.5, 101.0, 150.0])
+def test_new_rate_stays_in_its_band_and_range(rate):
+  low, high = augmentation.rate_band(rate)
+  assert low <= rate < high
+  rng = np.random.default_rng(0)
+  for _ in range(200):
+    new_rate = rate / augmentation.target_factor(rate, 1.35, rng)
+    assert low <= new_rate <= high
+    assert rate / 1.35 - 1e-9 <= new_rate <= rate * 1.35 + 1e-9
+
+
+def test_time_stretched_source():
+  examples = [dict(ecg=synthetic_ecg(rate, seed), heart_rate=np.float32(rate),
+                   record_id=str(seed).encode(), reports=[b'Sinus rhythm'])
+              for seed, rate in enumerate([65.0, 80.0, 95.0])]
+  for example in examples:  # labels as the builders make them: the detector's rate
+    example['heart_rate'] = np.float32(heart_rate.heart_rate(example['ecg']))
+  source = augmentation.TimeStretched(ListSource(examples), copies=2, max_factor=1.35, seed=0)
+  assert len(source) == 9
+  first = source.__getitems__(list(range(9)))
+  again = source.__getitems__([8, 3, 0])
+  for i, example in enumerate(first[:3]):  # the originals, unchanged
+    assert example is examples[i]
+  for i, example in enumerate(first[3:], start=3):
+    original = examples[i % 3]
+    assert example['record_id'] == original['record_id'] + f'#stretch{i // 3}'.encode()
+    assert example['reports'] == original['reports']
+    assert example['heart_rate'] == pytest.approx(heart_rate.heart_rate(example['ecg']))
+    assert example['heart_rate'] != pytest.approx(original['heart_rate'], abs=0.5)
+    assert augmentation.rate_band(example['heart_rate']) == \
+        augmentation.rate_band(original['heart_rate'])
+  np.testing.assert_array_equal(again[0]['ecg'], first[8]['ecg'])  # same index, same copy
+  assert not np.array_equal(first[3]['ecg'], first[6]['ecg'])  # copies differ
+  with pytest.raises(IndexError, match='out of range'):
+    source.__getitems__([9])
+  with pytest.raises(ValueError, match='max factor'):
+    augmentation.TimeStretched(ListSource(examples), copies=1, max_factor=1.0, seed=0)
