@@ -58,7 +58,7 @@ def test_generates_finite_ecgs_of_the_right_shape():
 
 def test_sample_cli_without_workdir_uses_the_shipped_model(tmp_path):
   out = subprocess.run([sys.executable, 'sample.py', '--text', 'Normal ECG', '--hr', '70',
-                        '--age', '50', '--sex', 'M', '--num', '1', '--steps', '5',
+                        '--age', '50', '--sex', 'M', '--num', '1', '--sampler', 'ddim', '--steps', '5',
                         f'--out={tmp_path}'], cwd=ROOT, capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-2000:]
   with np.load(tmp_path / 'ecgs.npz') as f:
