@@ -2,6 +2,8 @@
 
   python scripts/guidance_sweep.py --workdir runs/pretrained --split val --scales 1 2 3 5 \
       --out runs/pretrained/evaluation/guidance_sweep
+  python scripts/guidance_sweep.py --clip_workdir runs/clip --split val --scales 2 3 4 \
+      --out runs/shipped_guidance_sweep          # the shipped model (no --workdir)
 
 Chooses on a split other than the test split (val by default), so the chosen default is not
 fitted to the figures reported on test. Writes sweep.json and sweep.md to --out, and each
@@ -27,7 +29,11 @@ COLUMNS = (  # (label, path in metrics.json, 'generated' value)
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--workdir', required=True)
+  parser.add_argument('--workdir', default=None,
+                      help='a trained workdir; omitted: the shipped pretrained model')
+  parser.add_argument('--clip_workdir', default=None,
+                      help='workdir of the CLIP model that scores (default: --workdir; needed '
+                      'for the shipped model)')
   parser.add_argument('--split', default='val')
   parser.add_argument('--scales', type=float, nargs='+', default=[1.0, 2.0, 3.0, 5.0])
   parser.add_argument('--sampler', default=None, help='default: the config\'s')
@@ -35,10 +41,14 @@ def main():
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--out', required=True)
   args = parser.parse_args()
+  if args.workdir is None and args.clip_workdir is None:
+    parser.error('the shipped model (no --workdir) needs --clip_workdir, a workdir with a '
+                 'trained clip stage (train.py --stage clip)')
   out = Path(args.out)
   rows = []
   for scale in args.scales:
-    folder = evaluator.evaluate(args.workdir, args.split, sampler=args.sampler, steps=args.steps,
+    folder = evaluator.evaluate(args.workdir, args.split, clip_workdir=args.clip_workdir,
+                                sampler=args.sampler, steps=args.steps,
                                 seed=args.seed, out=out / f'scale_{scale:g}',
                                 guidance_scale=scale)
     metrics = json.loads((folder / 'metrics.json').read_text())

@@ -141,3 +141,17 @@ def test_heart_rate_agrees_with_xqrs_on_ludb():
   difference = np.abs(ours[both] - theirs[both])
   assert both.sum() >= 25
   assert np.median(difference) < 1.0 and np.mean(difference <= 5.0) >= 0.9
+
+
+def test_rates_by_phrase_counts_matching_records_and_rates_above():
+  from scripts.heart_rate_by_report import rates_by_phrase
+  reports = [['Sinus rhythm', 'Left axis deviation'], ['sinus tachycardia'], ['SINUS RHYTHM'],
+             ['Atrial fibrillation']]
+  rows = rates_by_phrase(reports, [60.0, 120.0, 110.0, float('nan')],
+                         ['sinus rhythm', 'atrial fibrillation', 'flutter'], above_bpm=100)
+  rhythm, fibrillation, flutter = rows
+  assert rhythm['records'] == 2 and rhythm['above'] == 1
+  assert rhythm['quantiles_bpm']['0.5'] == 85.0 and rhythm['quantiles_bpm']['1'] == 110.0
+  # A record without a rate counts as mentioning the phrase but has no rate to summarise.
+  assert fibrillation['records'] == 1 and fibrillation['quantiles_bpm'] is None
+  assert flutter['records'] == 0 and flutter['above'] == 0

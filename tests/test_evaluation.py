@@ -82,6 +82,18 @@ def test_clip_score_range_and_signal_mae_known_value():
   np.testing.assert_allclose(metrics.signal_mae(ecg, ecg + 0.25), 0.25)
 
 
+def test_band_mean_squares_add_up_and_put_a_sine_in_its_band():
+  rng = np.random.default_rng(4)
+  noise = rng.standard_normal((3, 1024, 12))
+  assert sum(metrics.band_mean_squares(noise, 102.4)) == pytest.approx(np.mean(noise ** 2))
+  time_s = np.arange(1024) / 102.4
+  # 5 Hz and a 0.3 Hz drift fall on FFT bins here (10 s windows), so each lands in one band.
+  sine = 2.0 * np.sin(2 * np.pi * 5.0 * time_s) + 0.5 * np.cos(2 * np.pi * 0.3 * time_s)
+  low, mid, high = metrics.band_mean_squares(np.tile(sine[None, :, None], (2, 1, 12)), 102.4)
+  assert low == pytest.approx(0.5 ** 2 / 2) and mid == pytest.approx(2.0 ** 2 / 2)
+  assert high == pytest.approx(0.0, abs=1e-20)
+
+
 def test_lead_residuals_are_zero_for_consistent_leads_and_measure_an_offset():
   rng = np.random.default_rng(4)
   i, ii = rng.standard_normal((2, 5, 1024))
@@ -154,7 +166,15 @@ def test_evaluate_writes_metrics_and_report_and_is_deterministic(trained_workdir
         np.mean(np.abs(f['generated'].astype(np.float64) - f['real'])), rel=1e-6)
     assert summary['signal']['flat_line_mae_mv'] == pytest.approx(np.mean(np.abs(f['real'])),
                                                                   rel=1e-6)
+    vae = summary['vae']
+    error = f['reconstructed'].astype(np.float64) - f['real']
+    assert vae['mae_mv'] == pytest.approx(np.mean(np.abs(error)), rel=1e-6)
+    bands = vae['error_by_band']
+    assert sum(b['share_of_squared_error'] for b in bands) == pytest.approx(1.0)
+    assert sum(b['error_rms_mv'] ** 2 for b in bands) == pytest.approx(np.mean(error ** 2),
+                                                                         rel=1e-6)
   report = (first / 'report.md').read_text()
+  assert 'Where the error lies in frequency' in report
   for figure in ('real_vs_generated.png', 'heart_rate_sweep.png', 'feature_space.png'):
     assert figure in report and (first / figure).stat().st_size > 10_000
   again = evaluate(trained_workdir, tmp_path / 'again', seed=0)

@@ -18,11 +18,12 @@ from tqdm import tqdm
 
 from diffusets_jax.datasets import heart_rate as hr_detector
 from diffusets_jax.datasets import input_pipeline
+from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ
 from diffusets_jax.evaluation import metrics, report
 from diffusets_jax.evaluation.clip_features import ClipFeatures
 from diffusets_jax.generate import Generator
 from diffusets_jax.models import factory
-from diffusets_jax.training import checkpoints, trainer
+from diffusets_jax.training import trainer
 
 
 def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,13 +170,13 @@ def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed,
               ecg=ecg, requested=rates, measured_hr=measured)
 
 
-def vae_reconstruction(workdir, config, real_ecg, batch_size: int = 64) -> tuple[dict, np.ndarray]:
-  """Stage-1 check on real ECGs (n, 1024, 12) mV: encode (posterior mean) and decode. Returns
-  the MAE, the MAE of a flat line at each record's lead means (what reconstructing nothing
-  scores), and how often the reconstruction keeps the heart rate (within 3 bpm); and the
-  reconstructions."""
-  vae = factory.make_vae(config)
-  params = checkpoints.restore_params(workdir, 'vae', trainer.abstract_state(config, 'vae'))
+def vae_reconstruction(generator: Generator, real_ecg,
+                       batch_size: int = 64) -> tuple[dict, np.ndarray]:
+  """Stage-1 check on real ECGs (n, 1024, 12) mV with the generator's VAE: encode (posterior
+  mean) and decode. Returns the MAE, the MAE of a flat line at each record's lead means (what
+  reconstructing nothing scores), how often the reconstruction keeps the heart rate (within
+  3 bpm), where in frequency the error lies; and the reconstructions."""
+  vae, params, config = generator.vae, generator.vae_params, generator.config
 
   @jax.jit
   def reconstruct(ecg):
@@ -192,12 +193,25 @@ def vae_reconstruction(workdir, config, real_ecg, batch_size: int = 64) -> tuple
   recon = np.concatenate(parts)
   hr_real, hr_recon = hr_detector.heart_rate(real_ecg), hr_detector.heart_rate(recon)
   both = np.isfinite(hr_real) & np.isfinite(hr_recon)
-  flat = np.abs(real_ecg - real_ecg.mean(axis=1, keepdims=True)).mean()
+  centred = real_ecg - real_ecg.mean(axis=1, keepdims=True)
+  flat = np.abs(centred).mean()
   mae = float(np.abs(recon - real_ecg).mean())
   return dict(mae_mv=mae, flat_line_mae_mv=float(flat), mae_over_flat_line=mae / float(flat),
               heart_rate_within_3bpm=float(np.mean(np.abs(hr_recon - hr_real)[both] <= 3.0))
               if both.any() else float('nan'),
-              heart_rate_compared=int(both.sum()), records=int(len(real_ecg))), recon
+              heart_rate_compared=int(both.sum()), records=int(len(real_ecg)),
+              error_by_band=error_by_band(recon - real_ecg, centred)), recon
+
+
+def error_by_band(error, centred_real) -> list[dict]:
+  """Per frequency band: the RMS of the reconstruction error and of the real ECGs (lead means
+  removed, as the flat line has them), and the band's share of the squared error."""
+  nyquist = SAMPLE_RATE_HZ / 2
+  error_ms = metrics.band_mean_squares(error, SAMPLE_RATE_HZ)
+  real_ms = metrics.band_mean_squares(centred_real, SAMPLE_RATE_HZ)
+  return [dict(low_hz=low, high_hz=min(high, nyquist), error_rms_mv=float(np.sqrt(err)),
+               real_rms_mv=float(np.sqrt(real)), share_of_squared_error=err / sum(error_ms))
+          for (low, high), err, real in zip(metrics.FREQUENCY_BANDS_HZ, error_ms, real_ms)]
 
 
 def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
@@ -255,11 +269,9 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
     sweep_result = heart_rate_sweep(generator, evaluation, sampler, steps, seed, guidance_scale)
     timings['sweep_s'] = time.time() - start
 
-  vae_result = recon = None
-  if workdir is not None:  # the shipped model has no training state to compare with
-    start = time.time()
-    vae_result, recon = vae_reconstruction(workdir, config, real_ecg)
-    timings['vae_s'] = time.time() - start
+  start = time.time()
+  vae_result, recon = vae_reconstruction(generator, real_ecg)
+  timings['vae_s'] = time.time() - start
 
   used_sampler, used_steps = generator.sampler_settings(sampler, steps)
   summary = dict(
@@ -281,7 +293,7 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
              requested_hr=requested_hr, measured_hr=details['measured_hr_generated'],
              mae_mv=details['mae_mv'], real_features=details['real_features'],
              generated_features=details['generated_features'],
-             **({} if recon is None else dict(reconstructed=recon.astype(np.float32))))
+             reconstructed=recon.astype(np.float32))
     if sweep_result is not None:
       np.savez(staging / 'heart_rate_sweep.npz', ecg=sweep_result['ecg'].astype(np.float32),
                requested_hr=sweep_result['requested'], measured_hr=sweep_result['measured_hr'])

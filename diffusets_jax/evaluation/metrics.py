@@ -109,3 +109,26 @@ def lead_residuals(ecg) -> dict[str, dict[str, np.ndarray]]:
     with np.errstate(divide='ignore', invalid='ignore'):
       out[relation] = dict(rms_mv=rms, relative=rms / amplitude)
   return out
+
+
+# Frequency bands for splitting a reconstruction error: baseline wander (and offset), the bulk
+# of P, QRS and T energy, and the sharp edges of QRS complexes and noise.
+FREQUENCY_BANDS_HZ = ((0.0, 0.7), (0.7, 15.0), (15.0, np.inf))
+
+
+def band_mean_squares(signal, sample_rate_hz: float,
+                      bands=FREQUENCY_BANDS_HZ) -> list[float]:
+  """Mean square of `signal` (n, length, leads) in each [low, high) frequency band, over every
+  value. By Parseval the bands' mean squares add up to the whole signal's when the bands cover
+  0 to the Nyquist frequency."""
+  signal = np.asarray(signal, np.float64)
+  length = signal.shape[1]
+  spectrum = np.abs(np.fft.rfft(signal, axis=1)) ** 2
+  freqs = np.fft.rfftfreq(length, 1.0 / sample_rate_hz)
+  # rfft keeps one side: every bin but DC (and Nyquist, for even lengths) stands for two.
+  weight = np.full(freqs.shape, 2.0)
+  weight[0] = 1.0
+  if length % 2 == 0:
+    weight[-1] = 1.0
+  power = np.einsum('nfl,f->f', spectrum, weight) / (length ** 2 * signal.shape[0] * signal.shape[2])
+  return [float(power[(freqs >= low) & (freqs < high)].sum()) for low, high in bands]

@@ -137,6 +137,14 @@ def markdown(summary: dict, figures: dict) -> str:
               f'| {fmt(vae["mae_mv"])} | {fmt(vae["flat_line_mae_mv"])} | '
               f'{fmt(vae["mae_over_flat_line"])} | {100 * vae["heart_rate_within_3bpm"]:.0f} % '
               f'of {vae["heart_rate_compared"]} |']
+    lines += ['', 'Where the error lies in frequency (RMS; the real ECGs with their lead means '
+              'removed, as the flat line has them):', '',
+              '| band (Hz) | error RMS (mV) | real RMS (mV) | share of squared error |',
+              '|---|---|---|---|']
+    for band in vae['error_by_band']:
+      lines.append(f'| {band["low_hz"]:g}-{band["high_hz"]:g} | {fmt(band["error_rms_mv"])} | '
+                   f'{fmt(band["real_rms_mv"])} | '
+                   f'{100 * band["share_of_squared_error"]:.0f} % |')
   lines += ['', '## Lead consistency (Einthoven, Goldberger)', '',
             'RMS residual of each relation, in mV and relative to the RMS limb-lead amplitude.',
             '', '| relation | generated (mV) | real (mV) | generated (rel.) | real (rel.) |',
