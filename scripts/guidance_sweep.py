@@ -65,7 +65,7 @@ def main():
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for row in rows:
     values = [f'{row["scale"]:g}'] + [f'{row[label]:.3g}' for label, _ in COLUMNS] + [
-        f'{row["sweep_mae_bpm"]:.3g}', f'{row["unmeasured"]} / {row["num"]}']
+        f'{row["sweep_mae_bpm"]:.3g}', f'{row["unmeasured"]:.0f} / {row["num"]}']
     lines.append('| ' + ' | '.join(values) + ' |')
   (out / 'sweep.md').write_text('\n'.join(lines) + '\n')
   print('\n'.join(lines))

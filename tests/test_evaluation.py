@@ -175,7 +175,8 @@ def test_evaluate_writes_metrics_and_report_and_is_deterministic(trained_workdir
                                                                          rel=1e-6)
   report = (first / 'report.md').read_text()
   assert 'Where the error lies in frequency' in report
-  for figure in ('real_vs_generated.png', 'heart_rate_sweep.png', 'feature_space.png'):
+  for figure in ('real_vs_generated.png', 'heart_rate_sweep.png', 'feature_space.png',
+                 'vae_reconstruction.png'):
     assert figure in report and (first / figure).stat().st_size > 10_000
   again = evaluate(trained_workdir, tmp_path / 'again', seed=0)
   assert without_timings(again / 'metrics.json') == summary

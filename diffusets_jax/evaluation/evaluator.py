@@ -298,7 +298,7 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
       np.savez(staging / 'heart_rate_sweep.npz', ecg=sweep_result['ecg'].astype(np.float32),
                requested_hr=sweep_result['requested'], measured_hr=sweep_result['measured_hr'])
     report.write(staging, summary, real_ecg, generated, details, record_ids, reports,
-                 sweep_result, evaluation.grid_records)
+                 sweep_result, evaluation.grid_records, recon)
     if out.exists():
       shutil.rmtree(out)
     os.replace(staging, out)

@@ -39,8 +39,9 @@ def fmt(value) -> str:
   return f'{value:.4g}'
 
 
-def plot_pairs(real, generated, titles, path, fs: float = SAMPLE_RATE_HZ) -> Path:
-  """One panel per record: its 12 leads stacked, real (black) and generated (red) overlaid."""
+def plot_pairs(real, generated, titles, path, fs: float = SAMPLE_RATE_HZ,
+               label: str = 'generated') -> Path:
+  """One panel per record: its 12 leads stacked, real (black) and `label` (red) overlaid."""
   count = len(real)
   cols = min(2, count)
   rows = math.ceil(count / cols)
@@ -59,7 +60,7 @@ def plot_pairs(real, generated, titles, path, fs: float = SAMPLE_RATE_HZ) -> Pat
   for ax in list(axes.flat)[count:]:
     ax.axis('off')
   fig.legend(handles=[plt.Line2D([], [], color='black', label='real'),
-                      plt.Line2D([], [], color='tab:red', label='generated')], loc='upper right')
+                      plt.Line2D([], [], color='tab:red', label=label)], loc='upper right')
   fig.tight_layout()
   fig.savefig(path, dpi=90)
   plt.close(fig)
@@ -172,13 +173,18 @@ def markdown(summary: dict, figures: dict) -> str:
 
 
 def write(folder, summary, real_ecg, generated, details, record_ids, reports, sweep,
-          grid_records: int) -> Path:
-  """Writes the figures and report.md into `folder`; returns the report's path."""
+          grid_records: int, reconstructed=None) -> Path:
+  """Writes the figures and report.md into `folder`; returns the report's path.
+  reconstructed: the VAE's reconstructions of real_ecg, drawn over the same records."""
   folder = Path(folder)
   count = min(grid_records, len(real_ecg))
   titles = [f'record {record_ids[i]}: ' + '; '.join(reports[i])[:120] for i in range(count)]
   figures = {'Real vs generated ECGs, same conditions': plot_pairs(
       real_ecg[:count], generated[:count], titles, folder / 'real_vs_generated.png').name}
+  if reconstructed is not None:
+    figures['Real ECGs and their VAE reconstructions'] = plot_pairs(
+        real_ecg[:count], reconstructed[:count], titles, folder / 'vae_reconstruction.png',
+        label='VAE reconstruction').name
   if sweep is not None:
     figures['Heart-rate sweep'] = plot_sweep(sweep, folder / 'heart_rate_sweep.png').name
   figures['CLIP feature space'] = plot_features(details['real_features'],
