@@ -129,23 +129,22 @@ def markdown(summary: dict, figures: dict) -> str:
   unmeasured = summary['feature']['heart_rate_unmeasured']['generated']
   lines += ['', f'Generated ECGs with a measurable heart rate: '
             f'{100 * (1 - unmeasured / summary["num"]):.0f} %.']
-  vae = summary.get('vae')
-  if vae:
-    lines += ['', '## VAE reconstruction (stage 1)', '',
-              'Each real ECG encoded (posterior mean) and decoded.', '',
-              '| reconstruction MAE (mV) | flat line at the lead means (mV) | ratio | '
-              'heart rate kept within 3 bpm |', '|---|---|---|---|',
-              f'| {fmt(vae["mae_mv"])} | {fmt(vae["flat_line_mae_mv"])} | '
-              f'{fmt(vae["mae_over_flat_line"])} | {100 * vae["heart_rate_within_3bpm"]:.0f} % '
-              f'of {vae["heart_rate_compared"]} |']
-    lines += ['', 'Where the error lies in frequency (RMS; the real ECGs with their lead means '
-              'removed, as the flat line has them):', '',
-              '| band (Hz) | error RMS (mV) | real RMS (mV) | share of squared error |',
-              '|---|---|---|---|']
-    for band in vae['error_by_band']:
-      lines.append(f'| {band["low_hz"]:g}-{band["high_hz"]:g} | {fmt(band["error_rms_mv"])} | '
-                   f'{fmt(band["real_rms_mv"])} | '
-                   f'{100 * band["share_of_squared_error"]:.0f} % |')
+  vae = summary['vae']
+  lines += ['', '## VAE reconstruction (stage 1)', '',
+            'Each real ECG encoded (posterior mean) and decoded.', '',
+            '| reconstruction MAE (mV) | flat line at the lead means (mV) | ratio | '
+            'heart rate kept within 3 bpm |', '|---|---|---|---|',
+            f'| {fmt(vae["mae_mv"])} | {fmt(vae["flat_line_mae_mv"])} | '
+            f'{fmt(vae["mae_over_flat_line"])} | {100 * vae["heart_rate_within_3bpm"]:.0f} % '
+            f'of {vae["heart_rate_compared"]} |']
+  lines += ['', 'Where the error lies in frequency (RMS; the real ECGs with their lead means '
+            'removed, as the flat line has them):', '',
+            '| band (Hz) | error RMS (mV) | real RMS (mV) | share of squared error |',
+            '|---|---|---|---|']
+  for band in vae['error_by_band']:
+    lines.append(f'| {band["low_hz"]:g}-{band["high_hz"]:g} | {fmt(band["error_rms_mv"])} | '
+                 f'{fmt(band["real_rms_mv"])} | '
+                 f'{100 * band["share_of_squared_error"]:.0f} % |')
   lines += ['', '## Lead consistency (Einthoven, Goldberger)', '',
             'RMS residual of each relation, in mV and relative to the RMS limb-lead amplitude.',
             '', '| relation | generated (mV) | real (mV) | generated (rel.) | real (rel.) |',
@@ -173,7 +172,7 @@ def markdown(summary: dict, figures: dict) -> str:
 
 
 def write(folder, summary, real_ecg, generated, details, record_ids, reports, sweep,
-          grid_records: int, reconstructed=None) -> Path:
+          grid_records: int, reconstructed) -> Path:
   """Writes the figures and report.md into `folder`; returns the report's path.
   reconstructed: the VAE's reconstructions of real_ecg, drawn over the same records."""
   folder = Path(folder)
@@ -181,10 +180,9 @@ def write(folder, summary, real_ecg, generated, details, record_ids, reports, sw
   titles = [f'record {record_ids[i]}: ' + '; '.join(reports[i])[:120] for i in range(count)]
   figures = {'Real vs generated ECGs, same conditions': plot_pairs(
       real_ecg[:count], generated[:count], titles, folder / 'real_vs_generated.png').name}
-  if reconstructed is not None:
-    figures['Real ECGs and their VAE reconstructions'] = plot_pairs(
-        real_ecg[:count], reconstructed[:count], titles, folder / 'vae_reconstruction.png',
-        label='VAE reconstruction').name
+  figures['Real ECGs and their VAE reconstructions'] = plot_pairs(
+      real_ecg[:count], reconstructed[:count], titles, folder / 'vae_reconstruction.png',
+      label='VAE reconstruction').name
   if sweep is not None:
     figures['Heart-rate sweep'] = plot_sweep(sweep, folder / 'heart_rate_sweep.png').name
   figures['CLIP feature space'] = plot_features(details['real_features'],
