@@ -66,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Age and heart rate enter c raw in the reference; True rescales sex, age and heart rate to
   # about unit range inside the U-Net (conditioning/patient.py), so they do not drown the text.
   config.unet.normalize_patient = False
+  # Harmonics of a sinusoid at the requested heart rate laid over the 10 s window and added to
+  # every U-Net block (models/unet.py); 0 (the reference) adds none.
+  config.unet.heart_rate_clock = 0
 
   config.diffusion = ml_collections.ConfigDict()
   config.diffusion.num_timesteps = 1000
@@ -120,6 +123,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.train = ml_collections.ConfigDict()
   config.train.checkpoint_every_steps = 500
+  # '' trains from scratch. 'pretrained' starts from the shipped model: its VAE encodes the
+  # latents (no vae stage) and its U-Net (EMA) weights start the U-Net; parameters it lacks (a
+  # new option's) keep their initial values. The optimiser starts afresh.
+  config.train.init_from = ''
   config.train.keep_checkpoints = 3
   config.train.log_every_steps = 10
   return config

@@ -53,5 +53,11 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                      f'{config.sampling.guidance_scale}')
   if config.sampling.sampler not in ('ddpm', 'ddim'):
     raise ValueError(f"sampling.sampler must be 'ddpm' or 'ddim', got {config.sampling.sampler!r}")
+  if config.unet.heart_rate_clock < 0:
+    raise ValueError(f'unet.heart_rate_clock must be >= 0 (0: off), got '
+                     f'{config.unet.heart_rate_clock}')
+  if config.train.init_from not in ('', 'pretrained'):
+    raise ValueError(f"train.init_from must be '' (from scratch) or 'pretrained', got "
+                     f'{config.train.init_from!r}')
   config.lock()
   return config

@@ -127,7 +127,7 @@ def export_reference(workdir, out, file_format: str = 'pth') -> list[Path]:
   samples with (config.sampling.use_ema)."""
   workdir, out = Path(workdir), Path(out)
   config = checkpoints.load_config(workdir)
-  vae_params = checkpoints.restore_params(workdir, 'vae', trainer.abstract_state(config, 'vae'))
+  vae_params = trainer.workdir_vae_params(config, workdir)
   # The U-Net weights our sampler uses (the EMA where the run kept one), so that the exported
   # model generates what this workdir generates.
   unet_params = sampling_params(checkpoints.restore_state(

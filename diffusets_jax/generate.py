@@ -73,7 +73,7 @@ class Generator:
     unet_state = checkpoints.restore_state(workdir, 'diffusion',
                                            trainer.abstract_state(config, 'diffusion'))
     return cls(config,
-               checkpoints.restore_params(workdir, 'vae', trainer.abstract_state(config, 'vae')),
+               trainer.workdir_vae_params(config, workdir),
                sampling_params(unet_state, config.sampling.use_ema), conditioning, text_encoder,
                reference_time_tables(workdir, unet_state.params), **settings)
 

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 import pytest
+from flax import traverse_util
 
 from configs import diffusets
 from diffusets_jax.models import factory, layers, unet, vae
@@ -150,3 +151,43 @@ def test_cross_attention_equals_attention_over_repeated_condition():
   expected = x + dense(out, p['to_out'])
   got = module.apply({'params': p}, jnp.asarray(x, jnp.float32), jnp.asarray(c, jnp.float32))
   np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_heart_rate_clock_similarity_depends_on_distance_and_peaks_one_beat_apart():
+  # 60 bpm over 128 positions of 10 s: one beat is 12.8 positions.
+  tick = np.asarray(unet.heart_rate_clock(jnp.array([60.0]), 128, harmonics=2))[0]
+  assert tick.shape == (128, 4)
+  similarity = tick @ tick.T
+  np.testing.assert_allclose(np.diag(similarity, 5), np.diag(similarity, 5)[0], atol=1e-4)
+  lag = np.argmax(similarity[0, 5:40]) + 5
+  assert lag in (12, 13)
+  faster = np.asarray(unet.heart_rate_clock(jnp.array([120.0]), 128, harmonics=2))[0]
+  assert np.argmax((faster @ faster.T)[0, 3:10]) + 3 in (6, 7)
+
+
+def test_heart_rate_clock_reaches_the_output_and_not_the_unconditional_model():
+  model = unet.UNet(num_levels=3, heads=2, heart_rate_clock=2, null_condition=True)
+  z = jax.random.normal(jax.random.PRNGKey(0), (2, 128, 4))
+  t = jnp.array([10, 10])
+  c = jnp.zeros((2, 8)).at[:, -1].set(jnp.array([50.0, 120.0]))
+  params = model.init(jax.random.PRNGKey(1), z, t, c)['params']
+  with_clock = [name for name in jax.tree_util.tree_leaves_with_path(params)
+                if 'heart_rate_clock' in jax.tree_util.keystr(name[0])]
+  assert len(with_clock) == 2 * 2 * 2  # kernel and bias, 2 down and 2 up blocks
+  # Zero-initialised: the two rates give what the same U-Net without the option gives.
+  plain = unet.UNet(num_levels=3, heads=2, null_condition=True)
+  flat = traverse_util.flatten_dict(params, sep='/')
+  plain_params = traverse_util.unflatten_dict(
+      {name: x for name, x in flat.items() if 'heart_rate_clock' not in name}, sep='/')
+  np.testing.assert_allclose(model.apply({'params': params}, z, t, c),
+                             plain.apply({'params': plain_params}, z, t, c), atol=1e-5)
+  # Once trained (random clock weights), the rate changes the output through the clock; the
+  # text and patient entries of c are equal, so the difference is the rate's alone.
+  trained = jax.tree_util.tree_map_with_path(
+      lambda path, x: (jax.random.normal(jax.random.PRNGKey(2), x.shape)
+                       if 'heart_rate_clock' in jax.tree_util.keystr(path) else x), params)
+  same_z = jnp.stack([z[0], z[0]])
+  out = model.apply({'params': trained}, same_z, t, c)
+  assert float(jnp.abs(out[0] - out[1]).max()) > 1e-2
+  dropped = model.apply({'params': trained}, same_z, t, c, jnp.array([True, True]))
+  np.testing.assert_allclose(dropped[0], dropped[1], atol=1e-6)

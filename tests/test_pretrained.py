@@ -12,6 +12,7 @@ from safetensors.numpy import load_file
 from diffusets_jax import pretrained
 from diffusets_jax.generate import Generator
 from diffusets_jax.models import factory
+from diffusets_jax.training import checkpoints, trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = json.loads((pretrained.HERE / 'manifest.json').read_text())
@@ -64,3 +65,64 @@ def test_sample_cli_without_workdir_uses_the_shipped_model(tmp_path):
   with np.load(tmp_path / 'ecgs.npz') as f:
     assert f['ecg'].shape == (1, 1024, 12)
     assert json.loads(str(f['conditions']))['model'] == 'pretrained'
+
+
+def test_warm_start_copies_shared_tensors_and_keeps_new_ones():
+  initial = {'a': {'kernel': np.zeros((2, 3), np.float32)},
+             'new': {'kernel': np.full((3,), 7.0, np.float32)}}
+  source = {'a': {'kernel': np.arange(6.0, dtype=np.float32).reshape(2, 3)}}
+  out = trainer.warm_start(initial, source, 'the source')
+  np.testing.assert_array_equal(out['a']['kernel'], source['a']['kernel'])
+  np.testing.assert_array_equal(out['new']['kernel'], initial['new']['kernel'])
+  with pytest.raises(ValueError, match=r'a/kernel has shape \(3, 2\)'):
+    trainer.warm_start(initial, {'a': {'kernel': np.zeros((3, 2))}}, 'the source')
+  with pytest.raises(ValueError, match='parameters this config does not build'):
+    trainer.warm_start(initial, {**source, 'gone': {'bias': np.zeros(1)}}, 'the source')
+
+
+def test_fine_tuning_from_a_shipped_model_with_a_new_option(guided_workdir, tmp_path,
+                                                             monkeypatch):
+  """train.init_from='pretrained', here with a package exported from a micro run: the U-Net
+  starts from its EMA weights (the clock's new tensors at zero, so the output is unchanged), its
+  VAE encodes the latents, training runs, and the result exports with that VAE."""
+  import functools
+  import jax
+  import jax.numpy as jnp
+  package = pretrained.export(guided_workdir, tmp_path / 'package')
+  load_folder = pretrained.load
+  monkeypatch.setattr(pretrained, 'load', functools.partial(load_folder, package))
+  base, shipped_vae, shipped_unet, _ = pretrained.load()
+  config = checkpoints.load_config(guided_workdir)
+  config.unet.heart_rate_clock = 2
+  config.train.init_from = 'pretrained'
+  unet, state = trainer.initial_unet_state(config, 10)
+  assert factory.count_params(state.params) > factory.count_params(shipped_unet)
+  z = jax.random.normal(jax.random.PRNGKey(0), (2,) + factory.latent_shape(config))
+  t = jnp.array([5, 700])
+  c = jax.random.normal(jax.random.PRNGKey(1), (2, factory.condition_dim(config)))
+  c = c.at[:, -1].set(jnp.array([50.0, 130.0]))
+  np.testing.assert_allclose(unet.apply({'params': state.params}, z, t, c),
+                             factory.make_unet(base).apply({'params': shipped_unet}, z, t, c),
+                             atol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(state.params),
+                  jax.tree_util.tree_leaves(state.ema_params)):
+    np.testing.assert_array_equal(a, b)
+
+  workdir = tmp_path / 'fine_tuned'
+  trainer.train_and_evaluate(config, workdir, 'latents')
+  encoded = trainer.load_latents(workdir, 'train')['latent']
+  np.testing.assert_allclose(encoded, trainer.load_latents(guided_workdir, 'train')['latent'],
+                             atol=1e-5)  # the package holds the same VAE as the micro run
+  trainer.train_diffusion(config, workdir, max_steps=2)
+  exported = load_folder(pretrained.export(workdir, tmp_path / 'fine_tuned_package'))
+  assert exported[0].unet.heart_rate_clock == 2
+  for a, b in zip(jax.tree_util.tree_leaves(exported[1]), jax.tree_util.tree_leaves(shipped_vae)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_the_shipped_vae_has_no_stage_to_train(tmp_path):
+  config, *_ = pretrained.load()
+  config.train.init_from = 'pretrained'
+  with pytest.raises(ValueError, match='no vae stage'):
+    trainer.train_and_evaluate(config, tmp_path / 'run', 'vae')
+  assert not (tmp_path / 'run').exists()

@@ -18,6 +18,7 @@ from diffusets_jax.models.layers import (ConvTranspose1d, DenseParams, Multihead
 
 NUM_TIMESTEPS = 1000
 TIME_TABLE_DIM = 64
+LATENT_SECONDS = 10.0  # the span of the latent's length axis at every U-Net level
 
 
 def time_table(num_timesteps: int = NUM_TIMESTEPS, dim: int = TIME_TABLE_DIM) -> np.ndarray:
@@ -48,6 +49,20 @@ class TimeEmbedding(nn.Module):
       table = jnp.asarray(time_table(self.num_timesteps))
     h = nn.Dense(128, dtype=self.dtype, name='fc1')(table[t])
     return nn.Dense(self.features, dtype=self.dtype, name='fc2')(mish(h))
+
+
+def heart_rate_clock(heart_rate, length: int, harmonics: int):
+  """sin and cos of 2 pi k f t for k = 1..harmonics, f = heart_rate / 60 Hz, t the time (s) of
+  each of `length` positions across the 10 s window: (batch, length, 2 * harmonics).
+
+  For one rate, the dot product of two positions' clocks is a sum of cos(2 pi k f (t_i - t_j)):
+  a periodic function of their distance alone, peaking one beat apart, whatever the beats' phase.
+  Self-attention can use it to align beats at the requested rate.
+  """
+  seconds = (jnp.arange(length) + 0.5) * (LATENT_SECONDS / length)
+  k = jnp.arange(1, harmonics + 1)
+  phase = (2 * jnp.pi * heart_rate[:, None, None] / 60.0) * seconds[None, :, None] * k
+  return jnp.concatenate([jnp.sin(phase), jnp.cos(phase)], axis=-1)
 
 
 class SelfAttention(nn.Module):
@@ -114,10 +129,12 @@ class Block(nn.Module):
   conv_form: str = 'matmul'
 
   @nn.compact
-  def __call__(self, x, t, c):
+  def __call__(self, x, t, c, clock=None):
     mid = (x.shape[-1] + self.features) // 2
     compute = dict(dtype=self.dtype, form=self.conv_form)
     h = x + TimeEmbedding(x.shape[-1], dtype=self.dtype, name='time_emb')(t)[:, None, :]
+    if clock is not None:
+      h = h + clock_projection(x.shape[-1], self.dtype)(clock)
     h = same_conv(mid, self.kernel, name='pre_shortcut_convs', **compute)(h)
     h = mish(group_norm(1, name='layer_norm1', dtype=self.dtype)(h))
     h = conv(mid, 1, 'VALID', name='shortcut_convs', **compute)(h)
@@ -131,6 +148,14 @@ class Block(nn.Module):
       conv(self.features, 3, ((1, 1),), stride=2, name='down', **compute)(h)
     # The residual is taken from x before the time embedding, as in the reference.
     return h + conv(self.features, 1, 'VALID', name='res_conv', **compute)(x)
+
+
+def clock_projection(features: int, dtype):
+  """Dense map of the heart-rate clock into a block's channels, initialised at zero: a U-Net
+  that gains the option starts out computing what it computed without it (a warm start from
+  weights trained without the clock is exact at step 0)."""
+  return nn.Dense(features, dtype=dtype, kernel_init=nn.initializers.zeros,
+                  name='heart_rate_clock')
 
 
 class Bottleneck(nn.Module):
@@ -164,9 +189,9 @@ class DownBlock(nn.Module):
   conv_form: str = 'matmul'
 
   @nn.compact
-  def __call__(self, x, t, c):
+  def __call__(self, x, t, c, clock=None):
     skip = Block(self.features, self.attention_hidden, self.heads, self.kernel, self.dtype,
-                 self.conv_form, name='block')(x, t, c)
+                 self.conv_form, name='block')(x, t, c, clock)
     down = conv(self.features, 3, ((1, 1),), stride=2, name='down', dtype=self.dtype,
                 form=self.conv_form)
     return down(skip), skip
@@ -181,13 +206,13 @@ class UpBlock(nn.Module):
   conv_form: str = 'matmul'
 
   @nn.compact
-  def __call__(self, x, skip, t, c):
+  def __call__(self, x, skip, t, c, clock=None):
     # PyTorch ConvTranspose1d(k4, s2, p1)
     x = ConvTranspose1d(x.shape[-1], self.dtype, self.conv_form, name='up')(x)
     if skip is not None:
       x = jnp.concatenate([x, skip], axis=-1)
     return Block(self.features, self.attention_hidden, self.heads, self.kernel, self.dtype,
-                 self.conv_form, name='block')(x, t, c)
+                 self.conv_form, name='block')(x, t, c, clock)
 
 
 class UNet(nn.Module):
@@ -201,7 +226,11 @@ class UNet(nn.Module):
     about unit range first (patient.normalize);
   - `null_condition`: a learned vector `null_condition` (d_c,), initialised at zero, replaces c
     for the examples where `drop` (batch,) bool is True: the unconditional model of
-    classifier-free guidance.
+    classifier-free guidance;
+  - `heart_rate_clock` = K > 0: every down and up block also adds a zero-initialised Dense map
+    of K harmonics of a sinusoid at the requested heart rate, laid over the 10 s window
+    (`heart_rate_clock()`), to its input beside the time embedding. Examples whose condition is
+    dropped get no clock, so the unconditional model does not know the rate either.
 
   Compute settings (not part of the weights): `dtype` is the activation and matmul dtype
   (parameters stay float32, the output is float32); `conv_form` how convolutions are lowered
@@ -215,11 +244,13 @@ class UNet(nn.Module):
   bottleneck_heads: int = 4
   normalize_patient: bool = False
   null_condition: bool = False
+  heart_rate_clock: int = 0
   dtype: Any = jnp.float32
   conv_form: str = 'matmul'
 
   @nn.compact
   def __call__(self, z, t, c, drop=None):
+    heart_rate = c[:, -1].astype(jnp.float32)  # bpm, before any normalisation
     if self.normalize_patient:
       c = patient.normalize(c)
     if self.null_condition:
@@ -235,10 +266,18 @@ class UNet(nn.Module):
                        f'for a {self.num_levels}-level U-Net')
     widths = [self.latent_channels * 2 ** i for i in range(depth + 1)]
     compute = dict(dtype=self.dtype, conv_form=self.conv_form)
+    def clock(length):
+      if not self.heart_rate_clock:
+        return None
+      tick = heart_rate_clock(heart_rate, length, self.heart_rate_clock)
+      if drop is not None:
+        tick = jnp.where(drop[:, None, None], 0.0, tick)
+      return tick.astype(self.dtype)
+
     h, skips, c = z.astype(self.dtype), [], c.astype(self.dtype)
     for i in range(depth):
       h, skip = DownBlock(widths[i + 1], 2 * widths[i], self.heads, self.kernel, **compute,
-                          name=f'downsampling_blocks_{i}')(h, t, c)
+                          name=f'downsampling_blocks_{i}')(h, t, c, clock(h.shape[1]))
       skips.append(skip)
     skips.pop()  # the deepest skip is unused, as in the reference
     h = Bottleneck(self.bottleneck_attention_hidden, self.bottleneck_heads, **compute,
@@ -247,7 +286,7 @@ class UNet(nn.Module):
       skip = skips.pop() if j > 0 else None
       in_width = h.shape[-1] * (2 if skip is not None else 1)
       h = UpBlock(widths[depth - 1 - j], 2 * in_width, self.heads, self.kernel, **compute,
-                  name=f'upsampling_blocks_{j}')(h, skip, t, c)
+                  name=f'upsampling_blocks_{j}')(h, skip, t, c, clock(2 * h.shape[1]))
     layer = dict(dtype=self.dtype, form=self.conv_form)
     h = mish(same_conv(self.latent_channels, 3, name='output_conv_0', **layer)(h))
     return conv(self.latent_channels, 1, 'VALID', name='output_conv_2', **layer)(h).astype(

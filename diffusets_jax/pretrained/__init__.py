@@ -69,7 +69,7 @@ def export(workdir, folder=HERE) -> Path:
   from diffusets_jax.training import checkpoints, trainer
   workdir, folder = Path(workdir), Path(folder)
   config = checkpoints.load_config(workdir)
-  vae = checkpoints.restore_params(workdir, 'vae', trainer.abstract_state(config, 'vae'))
+  vae = trainer.workdir_vae_params(config, workdir)
   unet_state = checkpoints.restore_state(workdir, 'diffusion',
                                          trainer.abstract_state(config, 'diffusion'))
   unet = sampling_params(unet_state, use_ema=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
 from tqdm import tqdm
 
 from diffusets_jax.conditioning import openai_encoder, patient, prompts, text_encoders
@@ -44,6 +45,24 @@ def unet_state(config, total_steps: int, rng=None):
   return unet, steps.create_state(unet.apply, params, lr, d.weight_decay, ema=d.ema_decay > 0)
 
 
+def initial_unet_state(config, total_steps: int):
+  """unet_state, started from the shipped U-Net's (EMA) weights when train.init_from is
+  'pretrained': weights, EMA and a fresh optimiser. A checkpoint in the workdir still wins."""
+  unet, state = unet_state(config, total_steps)
+  if config.train.init_from != 'pretrained':
+    return unet, state
+  from diffusets_jax import pretrained
+  shipped = pretrained.load()[2]
+  start = warm_start(state.params, shipped, 'the shipped U-Net')
+  new = factory.count_params(start) - factory.count_params(shipped)
+  log_main('[diffusion] starting from the shipped U-Net'
+           + (f'; {new:,} parameters it lacks start at their initial values' if new else ''))
+  state = state.replace(params=start, opt_state=state.tx.init(start))
+  if getattr(state, 'ema_params', None) is not None:
+    state = state.replace(ema_params=start)
+  return unet, state
+
+
 def clip_state(config, total_steps: int, rng=None):
   """The CLIP model (BatchNorm synchronised over the pmap axis) and its train state."""
   clip = factory.make_clip(config, batch_axis=steps.AXIS)
@@ -53,6 +72,40 @@ def clip_state(config, total_steps: int, rng=None):
   lr = steps.cosine_schedule(total_steps, c.learning_rate, c.final_lr_fraction)
   return clip, steps.create_state(clip.apply, variables['params'], lr, c.weight_decay,
                                   variables['batch_stats'])
+
+
+def warm_start(params, source, where: str):
+  """`params` with every tensor that `source` also has replaced by the source's (shapes must
+  agree); tensors only `params` has (a new option's) keep their initial values."""
+  flat = traverse_util.flatten_dict(params, sep='/')
+  given = traverse_util.flatten_dict(source, sep='/')
+  extra = sorted(set(given) - set(flat))
+  if extra:
+    raise ValueError(f'{where} has parameters this config does not build ({", ".join(extra[:3])}'
+                     f'{", ..." if len(extra) > 3 else ""}): its architecture differs')
+  for name, value in given.items():
+    if tuple(value.shape) != tuple(flat[name].shape):
+      raise ValueError(f'{where}: {name} has shape {tuple(value.shape)}, this config builds '
+                       f'{tuple(flat[name].shape)}')
+    flat[name] = jnp.asarray(value, flat[name].dtype)
+  return traverse_util.unflatten_dict(flat, sep='/')
+
+
+def pretrained_params(config, part: str):
+  """The shipped model's `part` ('vae' or 'unet') parameters, checked against `config`."""
+  from diffusets_jax import pretrained
+  _, vae, unet, _ = pretrained.load()
+  initial = (factory.init_vae if part == 'vae' else factory.init_unet)(
+      config, jax.random.PRNGKey(config.seed))
+  return warm_start(initial, dict(vae=vae, unet=unet)[part], f'the shipped {part.upper()}')
+
+
+def workdir_vae_params(config, workdir):
+  """The VAE of a trained workdir: its own, or the shipped one it was fine-tuned from
+  (train.init_from='pretrained', which trains no VAE)."""
+  if config.train.init_from == 'pretrained' and not (Path(workdir) / 'vae').exists():
+    return pretrained_params(config, 'vae')
+  return checkpoints.restore_params(workdir, 'vae', abstract_state(config, 'vae'))
 
 
 def abstract_state(config, stage: str):
@@ -262,7 +315,7 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
   (each process reads only its rows); process 0 reads the metadata, embeds and writes.
   """
   if vae_params is None:
-    vae_params = checkpoints.restore_params(workdir, 'vae', abstract_state(config, 'vae'))
+    vae_params = workdir_vae_params(config, workdir)
   encode = make_latent_encoder(config, vae_params)
   main = distributed.is_main_process()
   encoder = text_encoders.make_text_encoder(config.text) if main else None
@@ -354,7 +407,7 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
   n = len(data['latent'])
   per_epoch = input_pipeline.steps_per_epoch(n, batch_size)
   total = per_epoch * config.diffusion.epochs
-  unet, state = unet_state(config, total)
+  unet, state = initial_unet_state(config, total)
   d = config.diffusion
   lr_fn = steps.cosine_schedule(total, d.learning_rate, d.final_lr_fraction)
   log_main(f'[diffusion] {factory.count_params(state.params):,} parameters, {n} training '
@@ -412,19 +465,24 @@ STAGES = ('vae', 'latents', 'diffusion', 'clip', 'all')
 
 def train_and_evaluate(config, workdir, stage: str = 'all'):
   """Runs `stage` (one of STAGES; 'all' is vae, latents, diffusion, then clip) in workdir;
-  returns the workdir."""
+  returns the workdir. With train.init_from='pretrained', 'all' encodes the latents with the
+  shipped VAE instead of training one."""
   workdir = Path(workdir)
   if stage not in STAGES:
     raise ValueError(f'stage must be one of {STAGES}, got {stage!r}')
   if config.text.encoder == 'openai' and stage != 'diffusion':
     openai_encoder.api_key()  # fail now, not after the VAE has trained for hours
+  from_pretrained = config.train.init_from == 'pretrained'
+  if from_pretrained and stage == 'vae':
+    raise ValueError("train.init_from='pretrained' takes the shipped VAE: there is no vae stage "
+                     "to run; use --stage latents (or all) to encode the latents with it")
   workdir.mkdir(parents=True, exist_ok=True)
   checkpoints.save_config(workdir, config)
-  if stage in ('vae', 'all'):
+  if stage == 'latents' or (stage == 'all' and from_pretrained):
+    encode_latents(config, workdir)
+  elif stage in ('vae', 'all'):
     state = train_vae(config, workdir)
     encode_latents(config, workdir, state.params)
-  elif stage == 'latents':
-    encode_latents(config, workdir)
   if stage in ('diffusion', 'all'):
     train_diffusion(config, workdir)
   if stage in ('clip', 'all'):
