@@ -285,6 +285,13 @@ def test_lead_order_is_permuted_in_the_weights():
   close(decode(standard)[..., ref.REFERENCE_LEAD_ORDER], decode(unpermuted))
 
 
+def test_a_heart_rate_clock_cannot_be_exported_to_the_reference_layout():
+  params = {'downsampling_blocks_0': {'block': {'heart_rate_clock': {
+      'kernel': np.zeros((4, 4), np.float32), 'bias': np.zeros(4, np.float32)}}}}
+  with pytest.raises(ValueError, match='heart_rate_clock'):
+    ref.reference_equivalent_unet(params, normalize_patient=False)
+
+
 def test_latent_scale_folds_into_reference_vae_weights():
   """A VAE trained at another vae.latent_scale, exported with the scale folded in, encodes to
   the same latents and decodes them to the same ECGs at the reference's 0.18215."""

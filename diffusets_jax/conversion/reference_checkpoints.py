@@ -216,6 +216,9 @@ def reference_equivalent_unet(params, normalize_patient: bool) -> dict:
     without guidance, which is guidance scale 1, and that never reads it."""
   flat = {name: np.asarray(leaf, np.float32) for name, leaf in _flat(params).items()
           if name != 'null_condition'}
+  if any('heart_rate_clock' in name for name in flat):
+    raise ValueError('this U-Net was trained with unet.heart_rate_clock, which the reference '
+                     'U-Net has no counterpart for: it cannot be exported in its layout')
   if normalize_patient:
     for name in [n for n in flat if n.endswith('value_combiner/kernel')]:
       kernel = flat[name].astype(np.float64)
