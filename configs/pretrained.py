@@ -1,6 +1,6 @@
-"""The shipped pretrained model (`Generator.pretrained()`): trained on the bundled real ECGs,
-PTB-XL folds 1-8 and LUDB's training split, on a 2-core CPU in about an hour and a half
-(docs/pretrained.md).
+"""The shipped pretrained model's base (`Generator.pretrained()` is this model fine-tuned by
+configs/pretrained_finetune.py): trained on the bundled real ECGs, PTB-XL folds 1-8 and LUDB's
+training split, on a 2-core CPU in about an hour and a half (docs/pretrained.md).
 
 Against the paper size it is narrower (VAE channels 32/64/128, a 6-level U-Net), conditions on
 MiniLM, normalises sex, age and heart rate inside the U-Net, weighs the KL term by 0.1, scales
