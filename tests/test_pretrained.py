@@ -120,6 +120,19 @@ def test_fine_tuning_from_a_shipped_model_with_a_new_option(guided_workdir, tmp_
     np.testing.assert_array_equal(a, b)
 
 
+def test_the_shipped_vae_must_be_the_one_the_config_builds(monkeypatch):
+  import jax
+  config, vae, unet, conditioning = pretrained.load()
+  loaded = trainer.shipped_vae_params(config)
+  assert jax.tree_util.tree_structure(loaded) == jax.tree_util.tree_structure(vae)
+  for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(vae)):
+    np.testing.assert_array_equal(a, b)
+  incomplete = {name: part for name, part in vae.items() if name != 'decoder'}
+  monkeypatch.setattr(pretrained, 'load', lambda: (config, incomplete, unet, conditioning))
+  with pytest.raises(ValueError, match='the shipped VAE lacks decoder/'):
+    trainer.shipped_vae_params(config)
+
+
 def test_the_shipped_vae_has_no_stage_to_train(tmp_path):
   config, *_ = pretrained.load()
   config.train.init_from = 'pretrained'

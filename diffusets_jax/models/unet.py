@@ -266,6 +266,7 @@ class UNet(nn.Module):
                        f'for a {self.num_levels}-level U-Net')
     widths = [self.latent_channels * 2 ** i for i in range(depth + 1)]
     compute = dict(dtype=self.dtype, conv_form=self.conv_form)
+
     def clock(length):
       if not self.heart_rate_clock:
         return None

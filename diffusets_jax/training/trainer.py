@@ -91,20 +91,25 @@ def warm_start(params, source, where: str):
   return traverse_util.unflatten_dict(flat, sep='/')
 
 
-def pretrained_params(config, part: str):
-  """The shipped model's `part` ('vae' or 'unet') parameters, checked against `config`."""
+def shipped_vae_params(config):
+  """The shipped model's VAE, checked against the VAE `config` builds: every tensor present, at
+  its shape. The reference is abstract (no initialiser runs), as for a checkpoint restore."""
   from diffusets_jax import pretrained
-  _, vae, unet, _ = pretrained.load()
-  initial = (factory.init_vae if part == 'vae' else factory.init_unet)(
-      config, jax.random.PRNGKey(config.seed))
-  return warm_start(initial, dict(vae=vae, unet=unet)[part], f'the shipped {part.upper()}')
+  shipped = pretrained.load()[1]
+  expected = jax.eval_shape(lambda: factory.init_vae(config, jax.random.PRNGKey(0)))
+  missing = sorted(set(traverse_util.flatten_dict(expected, sep='/'))
+                   - set(traverse_util.flatten_dict(shipped, sep='/')))
+  if missing:
+    raise ValueError(f'the shipped VAE lacks {", ".join(missing[:3])}'
+                     f'{", ..." if len(missing) > 3 else ""}: this config builds another VAE')
+  return warm_start(expected, shipped, 'the shipped VAE')
 
 
 def workdir_vae_params(config, workdir):
   """The VAE of a trained workdir: its own, or the shipped one it was fine-tuned from
   (train.init_from='pretrained', which trains no VAE)."""
   if config.train.init_from == 'pretrained' and not (Path(workdir) / 'vae').exists():
-    return pretrained_params(config, 'vae')
+    return shipped_vae_params(config)
   return checkpoints.restore_params(workdir, 'vae', abstract_state(config, 'vae'))
 
 
