@@ -11,12 +11,16 @@ import wfdb
 from diffusets_jax.datasets import heart_rate, input_pipeline, ludb, preprocessing
 
 
-def synthetic_ecg(bpm: float, fs: float = 102.4, seconds: float = 10.0, seed: int = 0):
-  """12 leads of narrow QRS-like spikes plus broad T waves and noise at a known rate."""
+def synthetic_ecg(bpm: float, fs: float = 102.4, seconds: float = 10.0, seed: int = 0,
+                  dropped: tuple = ()):
+  """12 leads of narrow QRS-like spikes plus broad T waves and noise at a known rate; the beats
+  numbered in `dropped` are left out (pauses)."""
   rng = np.random.default_rng(seed)
   t = np.arange(int(fs * seconds)) / fs
   signal = np.zeros_like(t)
-  for beat in np.arange(0.3, seconds, 60.0 / bpm):
+  for number, beat in enumerate(np.arange(0.3, seconds, 60.0 / bpm)):
+    if number in dropped:
+      continue
     signal += 1.2 * np.exp(-0.5 * ((t - beat) / 0.012) ** 2)
     signal += 0.3 * np.exp(-0.5 * ((t - beat - 0.25) / 0.05) ** 2)
   gains = rng.uniform(0.3, 1.2, 12) * rng.choice([-1, 1], 12)
@@ -33,6 +37,32 @@ def test_heart_rate_is_batched_and_flags_flat_signals():
   rates = heart_rate.heart_rate(batch)
   assert rates.shape == (3,)
   assert abs(rates[0] - 60) < 2 and abs(rates[1] - 120) < 2 and np.isnan(rates[2])
+
+
+def test_longest_rr_ratio_flags_a_dropped_beat_and_not_a_regular_rhythm():
+  batch = np.stack([synthetic_ecg(60), synthetic_ecg(90, seed=1), synthetic_ecg(60, dropped=(4,)),
+                    synthetic_ecg(60, dropped=(3, 6)), np.zeros((1024, 12))])
+  ratio = heart_rate.longest_rr_ratio(batch)
+  assert ratio.shape == (5,)
+  assert ratio[0] == pytest.approx(1.0, abs=0.05) and ratio[1] == pytest.approx(1.0, abs=0.05)
+  assert ratio[2] == pytest.approx(2.0, abs=0.1) and ratio[3] == pytest.approx(2.0, abs=0.1)
+  assert np.isnan(ratio[4])
+  assert (ratio[:2] < heart_rate.PAUSE_RATIO).all() and (ratio[2:4] > heart_rate.PAUSE_RATIO).all()
+  # The dropped beat pulls the mean-RR rate down, which is why pauses are reported beside it.
+  assert heart_rate.heart_rate(batch[2]) < 55
+
+
+def test_beat_diagnostics_split_the_rate_error_of_a_pause_from_the_rhythm():
+  from scripts.beat_diagnostics import diagnose
+  generated = np.stack([synthetic_ecg(60, dropped=(4,)), synthetic_ecg(90, seed=2)])
+  real = np.stack([synthetic_ecg(60, seed=3), synthetic_ecg(90, seed=4)])
+  summary = diagnose(generated, real, np.array([60.0, 90.0]))
+  assert summary['pauses'] == dict(generated=0.5, real=0.0)
+  bands = {band['requested_bpm']: band for band in summary['by_requested_rate']}
+  assert set(bands) == {'60-80', '80-100'}  # empty bands are left out
+  first_band = bands['60-80']  # the ECG with the dropped beat
+  assert first_band['records'] == 1 and first_band['pauses'] == 1.0
+  assert first_band['mean_rr']['bias_bpm'] < -5 and abs(first_band['median_rr']['bias_bpm']) < 2
 
 
 def test_nan_samples_are_replaced_and_counted():

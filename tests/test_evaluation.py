@@ -162,6 +162,8 @@ def test_evaluate_writes_metrics_and_report_and_is_deterministic(trained_workdir
   assert len(summary['heart_rate_sweep']['rows']) == 2
   with np.load(first / 'generated.npz') as f:
     assert f['generated'].shape == f['real'].shape == (12, 1024, 12)
+    assert summary['feature']['rhythm_pauses']['real'] == pytest.approx(
+        evaluator.pause_share(f['real']))
     assert summary['signal']['mae_mv']['generated'] == pytest.approx(
         np.mean(np.abs(f['generated'].astype(np.float64) - f['real'])), rel=1e-6)
     assert summary['signal']['flat_line_mae_mv'] == pytest.approx(np.mean(np.abs(f['real'])),

@@ -11,7 +11,12 @@ Method ("multi-lead energy envelope"):
 4. heart rate = 60 * (number of beats - 1) / (time from first to last beat), i.e. the mean RR.
 Records with fewer than two beats get NaN. A second, independent method (wfdb's XQRS on lead II)
 is compared against this one in docs/heart_rate.md.
+
+`longest_rr_ratio` flags pauses: a missing beat (or one too small to detect) makes the mean RR, so
+the rate, read low, which a clinician counting the beats on the strip would not do.
 """
+import warnings
+
 import numpy as np
 import scipy.ndimage
 import scipy.signal
@@ -53,3 +58,24 @@ def heart_rate(ecg: np.ndarray, fs: float = SAMPLE_RATE_HZ) -> np.ndarray:
   with np.errstate(divide='ignore', invalid='ignore'):
     rate = np.where(count >= 2, 60.0 * fs * (count - 1) / (last - first), np.nan)
   return rate[0] if single else rate
+
+
+# A longest RR interval this many times the median one is a pause: a dropped or undetected beat
+# (1 % of the bundled PTB-XL test records, docs/pretrained.md).
+PAUSE_RATIO = 1.5
+
+
+def longest_rr_ratio(ecg: np.ndarray, fs: float = SAMPLE_RATE_HZ) -> np.ndarray:
+  """(batch, length, leads) mV -> (batch,) longest RR interval / median RR interval; NaN where
+  fewer than three beats are detected. About 1 for a regular rhythm, about 2 for one missing beat."""
+  beats = detect_beats(np.asarray(ecg, np.float64), fs)
+  positions = np.sort(np.where(beats, np.arange(beats.shape[1]), np.inf), axis=1)
+  with np.errstate(invalid='ignore'):
+    rr = np.diff(positions, axis=1)  # beat-to-beat gaps first, then inf or NaN padding
+  rr[~np.isfinite(rr)] = np.nan
+  enough = beats.sum(axis=1) >= 3
+  rr[~enough] = 1.0  # placeholder rows, replaced by NaN below (avoids all-NaN warnings)
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', RuntimeWarning)
+    ratio = np.nanmax(rr, axis=1) / np.nanmedian(rr, axis=1)
+  return np.where(enough, ratio, np.nan)

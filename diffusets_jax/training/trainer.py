@@ -396,8 +396,8 @@ def conditioning_path(workdir, stage: str = 'diffusion') -> Path:
 def load_latents(workdir, split: str) -> dict:
   path = latents_path(workdir, split)
   if not path.exists():
-    raise FileNotFoundError(f'{path} not found; run the vae stage (it writes the latents) or '
-                            f'python train.py ... --stage latents')
+    raise FileNotFoundError(f'{path} not found; encode the latents first with python train.py ... '
+                            f'--stage latents (the vae and all stages also write them)')
   with np.load(path) as f:
     return {k: f[k] for k in f.files}
 

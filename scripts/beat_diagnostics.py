@@ -1,0 +1,121 @@
+r"""Why generated ECGs read slow: pauses (dropped or undetected beats) in an evaluation's output.
+
+  python scripts/beat_diagnostics.py --evaluation runs/W/evaluation/test_ptbxl_g3 \
+      --out docs/pretrained/beat_diagnostics --tag ptbxl_test
+
+Reads the evaluation's generated.npz (written by evaluate.py or guidance_sweep.py) and writes,
+named after --tag:
+- TAG.json (beat_diagnostics.json without a tag): for generated and real ECGs, the share with a pause (longest RR interval
+  > 1.5 x the median RR) and, per band of requested rate, the heart-rate MAE and bias of the
+  evaluation's rate (mean RR) beside the rate from the median RR. The median-RR rate is a
+  diagnostic that a single pause barely moves; the evaluation's metric stays the mean-RR rate.
+- pauses_TAG.png (pauses.png): lead II and V2 of the first generated ECGs with a pause, with the detected beats.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from diffusets_jax.datasets import heart_rate as hr_detector  # noqa: E402
+from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ  # noqa: E402
+
+RATE_BANDS = ((0, 60), (60, 80), (80, 100), (100, 400))
+LEAD_II, LEAD_V2 = 1, 7
+
+
+def median_rr_rate(ecg: np.ndarray) -> np.ndarray:
+  """(batch, length, leads) -> (batch,) 60 / median RR in bpm; NaN below three beats."""
+  beats = hr_detector.detect_beats(np.asarray(ecg, np.float64))
+  rates = np.full(len(beats), np.nan)
+  for i, mask in enumerate(beats):
+    positions = np.flatnonzero(mask)
+    if len(positions) >= 3:
+      rates[i] = 60.0 * SAMPLE_RATE_HZ / np.median(np.diff(positions))
+  return rates
+
+
+def error_row(measured, requested) -> dict:
+  error = measured - requested
+  return dict(mae_bpm=round(float(np.nanmean(np.abs(error))), 2),
+              bias_bpm=round(float(np.nanmean(error)), 2))
+
+
+def diagnose(generated, real, requested) -> dict:
+  mean_rr = hr_detector.heart_rate(np.asarray(generated, np.float64))
+  median_rr = median_rr_rate(generated)
+  ratio_generated = hr_detector.longest_rr_ratio(generated)
+  ratio_real = hr_detector.longest_rr_ratio(real)
+  bands = []
+  for low, high in RATE_BANDS:
+    band = (requested >= low) & (requested < high)
+    if band.any():
+      bands.append(dict(requested_bpm=f'{low}-{high}', records=int(band.sum()),
+                        mean_rr=error_row(mean_rr[band], requested[band]),
+                        median_rr=error_row(median_rr[band], requested[band]),
+                        pauses=round(float(np.nanmean(ratio_generated[band] >
+                                                      hr_detector.PAUSE_RATIO)), 3)))
+  share = lambda ratio: round(float(np.mean(ratio[np.isfinite(ratio)] > hr_detector.PAUSE_RATIO)), 3)
+  return dict(records=int(len(requested)), pause_ratio=hr_detector.PAUSE_RATIO,
+              pauses=dict(generated=share(ratio_generated), real=share(ratio_real)),
+              all=dict(mean_rr=error_row(mean_rr, requested),
+                       median_rr=error_row(median_rr, requested)),
+              by_requested_rate=bands)
+
+
+def plot_pauses(generated, requested, record_ids, path: Path, count: int = 6):
+  ratio = hr_detector.longest_rr_ratio(generated)
+  picks = np.flatnonzero(ratio > hr_detector.PAUSE_RATIO)[:count]
+  if not len(picks):
+    return False
+  beats = hr_detector.detect_beats(np.asarray(generated, np.float64))
+  rates = hr_detector.heart_rate(np.asarray(generated, np.float64))
+  t = np.arange(generated.shape[1]) / SAMPLE_RATE_HZ
+  fig, axes = plt.subplots(len(picks), 1, figsize=(13, 2.1 * len(picks)), squeeze=False)
+  for ax, i in zip(axes[:, 0], picks):
+    ax.plot(t, generated[i, :, LEAD_II], lw=0.8, label='II')
+    ax.plot(t, generated[i, :, LEAD_V2] - 2.0, lw=0.8, label='V2 (offset -2 mV)')
+    for position in np.flatnonzero(beats[i]):
+      ax.axvline(position / SAMPLE_RATE_HZ, color='red', lw=0.6, alpha=0.6)
+    ax.set_title(f'record {record_ids[i]}: requested {requested[i]:.0f} bpm, measured '
+                 f'{rates[i]:.0f} bpm (mean RR), longest RR / median RR {ratio[i]:.1f}',
+                 fontsize=9)
+    ax.set_ylabel('mV')
+  axes[0, 0].legend(fontsize=8, loc='upper right')
+  axes[-1, 0].set_xlabel('s (red: detected beats)')
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+  return True
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--evaluation', required=True, type=Path,
+                      help='an evaluation folder holding generated.npz')
+  parser.add_argument('--out', required=True, type=Path, help='folder for the JSON and figure')
+  parser.add_argument('--tag', default='', help='names the outputs TAG.json and pauses_TAG.png')
+  args = parser.parse_args()
+  source = args.evaluation / 'generated.npz'
+  if not source.exists():
+    parser.error(f'{source} not found: run evaluate.py (or scripts/guidance_sweep.py) first')
+  with np.load(source) as f:
+    generated, real = f['generated'].astype(np.float64), f['real'].astype(np.float64)
+    requested, record_ids = f['requested_hr'].astype(np.float64), f['record_id']
+  summary = dict(evaluation=str(args.evaluation), **diagnose(generated, real, requested))
+  args.out.mkdir(parents=True, exist_ok=True)
+  json_path = args.out / (f'{args.tag}.json' if args.tag else 'beat_diagnostics.json')
+  figure_path = args.out / (f'pauses_{args.tag}.png' if args.tag else 'pauses.png')
+  json_path.write_text(json.dumps(summary, indent=1))
+  plotted = plot_pauses(generated, requested, record_ids, figure_path)
+  print(json.dumps(dict(pauses=summary['pauses'], all=summary['all']), indent=1))
+  print(f'wrote {json_path}' + (f' and {figure_path}' if plotted else ' (no ECG with a pause)'))
+
+
+if __name__ == '__main__':
+  main()
