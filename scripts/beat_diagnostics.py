@@ -50,6 +50,7 @@ def diagnose(generated, real, requested) -> dict:
   median_rr = median_rr_rate(generated)
   ratio_generated = hr_detector.longest_rr_ratio(generated)
   ratio_real = hr_detector.longest_rr_ratio(real)
+  share = lambda ratio: round(hr_detector.pause_share(ratio), 3)
   bands = []
   for low, high in RATE_BANDS:
     band = (requested >= low) & (requested < high)
@@ -57,9 +58,7 @@ def diagnose(generated, real, requested) -> dict:
       bands.append(dict(requested_bpm=f'{low}-{high}', records=int(band.sum()),
                         mean_rr=error_row(mean_rr[band], requested[band]),
                         median_rr=error_row(median_rr[band], requested[band]),
-                        pauses=round(float(np.nanmean(ratio_generated[band] >
-                                                      hr_detector.PAUSE_RATIO)), 3)))
-  share = lambda ratio: round(float(np.mean(ratio[np.isfinite(ratio)] > hr_detector.PAUSE_RATIO)), 3)
+                        pauses=share(ratio_generated[band])))
   return dict(records=int(len(requested)), pause_ratio=hr_detector.PAUSE_RATIO,
               pauses=dict(generated=share(ratio_generated), real=share(ratio_real)),
               all=dict(mean_rr=error_row(mean_rr, requested),

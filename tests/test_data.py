@@ -47,6 +47,8 @@ def test_longest_rr_ratio_flags_a_dropped_beat_and_not_a_regular_rhythm():
   assert ratio[0] == pytest.approx(1.0, abs=0.05) and ratio[1] == pytest.approx(1.0, abs=0.05)
   assert ratio[2] == pytest.approx(2.0, abs=0.1) and ratio[3] == pytest.approx(2.0, abs=0.1)
   assert np.isnan(ratio[4])
+  assert heart_rate.pause_share(ratio) == 0.5  # 2 of the 4 with a ratio; the flat one left out
+  assert np.isnan(heart_rate.pause_share(ratio[4:]))
   assert (ratio[:2] < heart_rate.PAUSE_RATIO).all() and (ratio[2:4] > heart_rate.PAUSE_RATIO).all()
   # The dropped beat pulls the mean-RR rate down, which is why pauses are reported beside it.
   assert heart_rate.heart_rate(batch[2]) < 55

@@ -79,3 +79,11 @@ def longest_rr_ratio(ecg: np.ndarray, fs: float = SAMPLE_RATE_HZ) -> np.ndarray:
     warnings.simplefilter('ignore', RuntimeWarning)
     ratio = np.nanmax(rr, axis=1) / np.nanmedian(rr, axis=1)
   return np.where(enough, ratio, np.nan)
+
+
+def pause_share(ratio: np.ndarray) -> float:
+  """Share of the ECGs, among those with a `longest_rr_ratio`, whose ratio exceeds PAUSE_RATIO;
+  NaN when none has one."""
+  ratio = np.asarray(ratio)
+  measured = np.isfinite(ratio)
+  return float(np.mean(ratio[measured] > PAUSE_RATIO)) if measured.any() else float('nan')

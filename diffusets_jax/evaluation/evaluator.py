@@ -44,15 +44,6 @@ def heart_rate_error(measured, requested) -> tuple[float, int]:
   return mae, int(np.sum(~ok))
 
 
-def pause_share(ecg) -> float:
-  """Share of the ECGs with at least three detected beats whose longest RR interval exceeds
-  hr_detector.PAUSE_RATIO times the median: dropped or undetected beats, which pull the measured
-  (mean-RR) rate down."""
-  ratio = hr_detector.longest_rr_ratio(ecg)
-  measured = np.isfinite(ratio)
-  return float(np.mean(ratio[measured] > hr_detector.PAUSE_RATIO)) if measured.any() else float('nan')
-
-
 def score(features: ClipFeatures, real_ecg, generated_ecg, text_embedding, requested_hr,
           k: int = 3, seed: int = 0) -> tuple[dict, dict]:
   """All metrics of generated ECGs (n, 1024, 12) against the real ECGs of the same conditions.
@@ -80,8 +71,9 @@ def score(features: ClipFeatures, real_ecg, generated_ecg, text_embedding, reque
   measured_real = hr_detector.heart_rate(real_ecg)
   hr_generated, unmeasured_generated = heart_rate_error(measured_generated, requested_hr)
   hr_real, unmeasured_real = heart_rate_error(measured_real, requested_hr)
-  pauses_generated = pause_share(generated_ecg)
-  pauses_real = pause_share(real_ecg)
+  # Dropped or undetected beats, which pull the measured (mean-RR) rate down.
+  pauses_generated = hr_detector.pause_share(hr_detector.longest_rr_ratio(generated_ecg))
+  pauses_real = hr_detector.pause_share(hr_detector.longest_rr_ratio(real_ecg))
 
   fid = metrics.fid(generated_features, real_features)
   fid_real_halves = metrics.fid(real_features[a], real_features[b])
