@@ -69,3 +69,36 @@ def test_samplers_recover_a_known_latent_with_an_oracle_predictor():
     decoded, z0 = jax.jit(run)()
     np.testing.assert_allclose(z0, target, atol=1e-3)
     np.testing.assert_allclose(decoded, 2 * z0)
+
+
+def test_ddpm_sample_is_the_step_loop_and_denoise_ends_it():
+  # ddpm_sample = ddpm_step for t = T-1 .. 0 with the keys of split(split(rng)[1], T), in order;
+  # ddpm_denoise from a step t0 runs the same steps t0 .. 0 (the end of that chain).
+  s = linear_schedule(num_timesteps=12)
+  cond = jnp.array([[0.3], [-0.2]])
+  eps_fn = lambda z, t, c: 0.5 * z + c[:, None, :] + 0.01 * t[:, None, None]
+  shape, rng = (2, 4, 1), jax.random.PRNGKey(3)
+  _, z0 = samplers.ddpm_sample(eps_fn, lambda z: z, s, cond, shape, rng, clip=2.0)
+
+  init_rng, step_rng = jax.random.split(rng)
+  keys = jax.random.split(step_rng, 12)
+  z = jax.random.normal(init_rng, shape)
+  states = {}
+  for i, t in enumerate(range(11, -1, -1)):
+    states[t] = z
+    z = samplers.ddpm_step(s, z, eps_fn(z, jnp.full((2,), t), cond), t,
+                           jax.random.normal(keys[i], shape), clip=2.0)
+  np.testing.assert_allclose(z0, z, rtol=1e-5, atol=1e-6)
+
+  end = samplers.ddpm_denoise(eps_fn, s, cond, states[4], 4, jax.random.PRNGKey(7), clip=2.0)
+  z = states[4]
+  for i, t in enumerate(range(4, -1, -1)):
+    z = samplers.ddpm_step(s, z, eps_fn(z, jnp.full((2,), t), cond), t,
+                           jax.random.normal(jax.random.split(jax.random.PRNGKey(7), 5)[i], shape),
+                           clip=2.0)
+  np.testing.assert_allclose(end, z, rtol=1e-5, atol=1e-6)
+  # From step 0: one step, without noise.
+  last = samplers.ddpm_denoise(eps_fn, s, cond, states[0], 0, jax.random.PRNGKey(7), clip=2.0)
+  np.testing.assert_allclose(
+      last, samplers.ddpm_step(s, states[0], eps_fn(states[0], jnp.zeros(2, int), cond), 0,
+                               jnp.zeros(shape), clip=2.0), rtol=1e-6)

@@ -148,3 +148,33 @@ def test_sampling_spreads_over_every_local_device():
   assert result['batched_shape'] == [6, 1024, 12]
   assert result['amplitude'] > 0.1  # real ECGs, not zeros
   assert result['batched_difference'] < 1e-4 and result['guided_difference'] < 1e-4, result
+
+
+def test_denoising_diagnostics_chain_from_step_0_is_the_one_step_estimate(guided_workdir):
+  # At t0 = 0 one DDPM step returns the clipped x0 estimate itself, so the chain and the one-step
+  # figures must agree; the real ECGs (regular, 60 bpm) have no pause.
+  from scripts.denoising_diagnostics import diagnose
+  from tests.test_data import synthetic_ecg
+  generator = Generator.from_workdir(guided_workdir)
+  real = np.stack([synthetic_ecg(60, seed=1), synthetic_ecg(60, seed=2)])
+  requested = np.array([60.0, 60.0])
+  cond = generator.conditions(['Sinus rhythm'] * 2, [50, 50], ['F', 'F'], requested)
+  last = generator.schedule.num_timesteps - 1
+  result = diagnose(generator, real, cond, requested, [0, last], [1.0, 2.0], seed=0,
+                    show_progress=False)
+  assert result['records'] == 2
+  assert result['real']['pauses'] == 0.0 and result['real']['heart_rate_mae_bpm'] < 2
+  assert [(run['guidance_scale'], run['start_step']) for run in result['runs']] == [
+      (1.0, 0), (1.0, last), (2.0, 0), (2.0, last)]
+  abar = np.asarray(generator.schedule.alphas_cumprod)
+  for run in result['runs']:
+    assert run['noise_std'] == pytest.approx(np.sqrt(1 - abar[run['start_step']]), abs=1e-4)
+    assert np.isfinite(run['one_step']['noise_prediction_rms_error'])
+    if run['start_step'] == 0:  # equal up to float32 rounding of beta_0 / (1 - abar_0)
+      chain, one_step = run['chain'], run['one_step']
+      assert chain['pauses'] == one_step['pauses'] and chain['measured'] == one_step['measured']
+      if one_step['heart_rate_mae_bpm'] is None:  # no beat found in either
+        assert chain['heart_rate_mae_bpm'] is None
+      else:
+        assert chain['heart_rate_mae_bpm'] == pytest.approx(one_step['heart_rate_mae_bpm'],
+                                                            abs=0.05)

@@ -70,17 +70,27 @@ def ddpm_sample(eps_fn: Callable, decode_fn: Callable, schedule: Schedule, cond,
   """Ancestral sampling over all T steps, t = T-1 .. 0, then decode. Returns (ecg, z0)."""
   init_rng, step_rng = jax.random.split(rng)
   z = jax.random.normal(init_rng, shape)
-  timesteps = jnp.arange(schedule.num_timesteps - 1, -1, -1, dtype=jnp.int32)
-  step_keys = jax.random.split(step_rng, schedule.num_timesteps)
-
-  def body(z_t, inputs):
-    t, key = inputs
-    eps_hat = eps_fn(z_t, jnp.full((shape[0],), t), cond)
-    noise = jax.random.normal(key, shape)
-    return ddpm_step(schedule, z_t, eps_hat, t, noise, clip), None
-
-  z0, _ = jax.lax.scan(body, z, (timesteps, step_keys))
+  z0 = ddpm_denoise(eps_fn, schedule, cond, z, schedule.num_timesteps - 1, step_rng, clip)
   return decode_fn(z0), z0
+
+
+def ddpm_denoise(eps_fn: Callable, schedule: Schedule, cond, z_t, start: int, rng,
+                 clip: float = 1.0):
+  """Ancestral steps t = start .. 0 from z_t (a latent at noise level `start`, a Python int):
+  the whole sampler for start = T-1, or the end of the chain from a partly noised latent
+  (scripts/denoising_diagnostics.py). Step t's noise: split(rng, start + 1)[start - t]."""
+  timesteps = jnp.arange(start, -1, -1, dtype=jnp.int32)
+  step_keys = jax.random.split(rng, start + 1)
+  n = z_t.shape[0]
+
+  def body(z, inputs):
+    t, key = inputs
+    eps_hat = eps_fn(z, jnp.full((n,), t), cond)
+    noise = jax.random.normal(key, z.shape)
+    return ddpm_step(schedule, z, eps_hat, t, noise, clip), None
+
+  z0, _ = jax.lax.scan(body, z_t, (timesteps, step_keys))
+  return z0
 
 
 def ddim_sample(eps_fn: Callable, decode_fn: Callable, schedule: Schedule, cond, shape, rng,

@@ -1,0 +1,165 @@
+r"""Where in the reverse chain generated ECGs lose beats: real ECGs are encoded, noised to a step
+t0 and denoised back, and the beats of the decoded ECGs are counted.
+
+  python scripts/denoising_diagnostics.py --split val --num 64 \
+      --out docs/pretrained/denoising_diagnostics          # the shipped model
+  python scripts/denoising_diagnostics.py --workdir runs/W --split val --out runs/W/denoising
+
+For --num records of the split (0: all; chosen as evaluate.py --num chooses them) and every
+guidance scale and start step t0, it measures:
+- chain: the sampler's DDPM steps t0 .. 0 from the noised latent, then the decoder;
+- one step: the U-Net's single estimate of the clean latent at t0, clipped as the sampler clips
+  it, and its noise-prediction error (RMS, against the noise that was added: 1.0 is what
+  predicting zero scores);
+and for both, the share of ECGs with a pause (longest RR > 1.5 x median RR, as evaluate.py) and
+the heart-rate MAE against the records' own rates, beside the same figures for the VAE alone
+(t0 = none) and the real ECGs. A chain that starts from real beats and ends without them shows
+the denoiser, not the rhythm it was asked for, losing the beats.
+
+Writes denoising_diagnostics.json and denoising_diagnostics.png to --out.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from diffusets_jax.datasets import heart_rate as hr_detector  # noqa: E402
+from diffusets_jax.datasets import input_pipeline  # noqa: E402
+from diffusets_jax.diffusion import samplers  # noqa: E402
+from diffusets_jax.diffusion.schedule import add_noise  # noqa: E402
+from diffusets_jax.evaluation.evaluator import select_records  # noqa: E402
+from diffusets_jax.generate import Generator  # noqa: E402
+from diffusets_jax.models import factory  # noqa: E402
+
+
+def beat_figures(ecg, requested) -> dict:
+  """Pause share and heart-rate MAE (against the requested rates) of decoded ECGs."""
+  measured = hr_detector.heart_rate(np.asarray(ecg, np.float64))
+  found = np.isfinite(measured)
+  return dict(
+      pauses=round(hr_detector.pause_share(hr_detector.longest_rr_ratio(ecg)), 3),
+      heart_rate_mae_bpm=round(float(np.mean(np.abs(measured - requested)[found])), 2)
+      if found.any() else None,
+      measured=round(float(found.mean()), 3))
+
+
+def diagnose(generator: Generator, real_ecg, cond, requested, starts, scales, seed: int,
+             show_progress: bool = True) -> dict:
+  """The figures for every (guidance scale, start step); see the module docstring."""
+  vae, unet, schedule = generator.vae, generator.unet, generator.schedule
+  vae_params, unet_variables = generator.params()
+  clip = generator.config.sampling.clip
+  n = len(real_ecg)
+  shape = (n,) + factory.latent_shape(generator.config)
+  z0 = vae.apply({'params': vae_params}, jnp.asarray(real_ecg, jnp.float32), jnp.zeros(shape),
+                 method=vae.encode)[0]
+  decode = jax.jit(lambda z: vae.apply({'params': vae_params}, z, method=vae.decode))
+  cond = jnp.asarray(cond, jnp.float32)
+  result = dict(records=n, real=beat_figures(real_ecg, requested),
+                vae_only=beat_figures(np.asarray(decode(z0)), requested), runs=[])
+
+  for scale in scales:
+    predict = samplers.guided(lambda z, t, c, drop: unet.apply(unet_variables, z, t, c, drop),
+                              scale)
+
+    @jax.jit
+    def one_step(z_t, t0):
+      eps_hat = predict(z_t, jnp.full((n,), t0), cond)
+      abar = schedule.alphas_cumprod[t0]
+      z0_hat = (z_t - jnp.sqrt(1.0 - abar) * eps_hat) / jnp.sqrt(abar)
+      return eps_hat, jnp.clip(z0_hat, -clip, clip)  # as the sampler clips it
+
+    chain = jax.jit(lambda z_t, t0, key: samplers.ddpm_denoise(predict, schedule, cond, z_t, t0,
+                                                               key, clip), static_argnums=1)
+    for t0 in tqdm(starts, desc=f'guidance {scale:g}', disable=not show_progress, leave=False):
+      noise_key, chain_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), t0))
+      noise = jax.random.normal(noise_key, shape)
+      z_t = add_noise(schedule, z0, noise, jnp.full((n,), t0))
+      eps_hat, z0_hat = one_step(z_t, t0)
+      eps_error = float(jnp.sqrt(jnp.mean((eps_hat - noise) ** 2)))
+      result['runs'].append(dict(
+          guidance_scale=scale, start_step=t0,
+          noise_std=round(float(jnp.sqrt(1.0 - schedule.alphas_cumprod[t0])), 4),
+          one_step=dict(noise_prediction_rms_error=round(eps_error, 3),
+                        **beat_figures(np.asarray(decode(z0_hat)), requested)),
+          chain=beat_figures(np.asarray(decode(chain(z_t, t0, chain_key))), requested)))
+  return result
+
+
+def plot(result: dict, path: Path) -> None:
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for ax, key, label in ((axes[0], 'pauses', 'ECGs with a pause'),
+                         (axes[1], 'heart_rate_mae_bpm', 'heart-rate MAE (bpm)')):
+    for scale in sorted({run['guidance_scale'] for run in result['runs']}):
+      runs = [run for run in result['runs'] if run['guidance_scale'] == scale]
+      steps = [run['start_step'] for run in runs]
+      ax.plot(steps, [run['chain'][key] for run in runs], 'o-', label=f'chain, guidance {scale:g}')
+      ax.plot(steps, [run['one_step'][key] for run in runs], 's--',
+              label=f'one step, guidance {scale:g}')
+    ax.axhline(result['vae_only'][key], color='grey', lw=1, label='VAE alone')
+    if key == 'pauses':
+      ax.axhline(result['real'][key], color='black', lw=1, label='real ECGs')
+    ax.set_xscale('log')
+    ax.set_xlabel('start step t0 (real latent noised to t0, then denoised)')
+    ax.set_ylabel(label)
+  axes[0].legend(fontsize=7)
+  fig.suptitle(f'Denoising real ECG latents: {result["records"]} records', fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--workdir', default=None,
+                      help='trained workdir (default: the shipped pretrained model)')
+  parser.add_argument('--split', default='val', help='data split of the real ECGs (default val)')
+  parser.add_argument('--num', type=int, default=64,
+                      help='records, a seeded choice as in evaluate.py (0: all; default 64)')
+  parser.add_argument('--starts', type=int, nargs='+', default=[10, 30, 100, 200, 400],
+                      help='start steps t0 (default 10 30 100 200 400)')
+  parser.add_argument('--guidance_scales', type=float, nargs='+', default=None,
+                      help="guidance scales (default: 1 and the model's own)")
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--out', required=True, help='output folder')
+  args = parser.parse_args()
+
+  generator = (Generator.pretrained() if args.workdir is None
+               else Generator.from_workdir(args.workdir))
+  config = generator.config
+  last = generator.schedule.num_timesteps - 1
+  if not args.starts or min(args.starts) < 0 or max(args.starts) > last:
+    parser.error(f'--starts must lie in 0..{last}, got {args.starts}')
+  scales = args.guidance_scales or sorted({1.0, generator.guidance(None)})
+  for scale in scales:
+    generator.guidance(scale)  # refuses guidance for a model trained without a null condition
+  data = input_pipeline.read_all(input_pipeline.open_split(config.data, args.split))
+  index = select_records(len(data['ecg']), args.num, args.seed, args.split)
+  requested = np.asarray(data['heart_rate'], np.float64)[index]
+  cond = generator.conditions([data['reports'][i] for i in index],
+                              np.asarray(data['age'], np.float64)[index],
+                              [data['sex'][i] for i in index], requested)
+  result = diagnose(generator, data['ecg'][index], cond, requested, sorted(args.starts), scales,
+                    args.seed)
+  result.update(workdir=args.workdir or 'pretrained', split=args.split, seed=args.seed)
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / 'denoising_diagnostics.json').write_text(json.dumps(result, indent=1))
+  plot(result, out / 'denoising_diagnostics.png')
+  print(json.dumps({k: result[k] for k in ('real', 'vae_only')}))
+  for run in result['runs']:
+    print(run['guidance_scale'], run['start_step'], 'chain', run['chain'], 'one step',
+          run['one_step'])
+
+
+if __name__ == '__main__':
+  main()
