@@ -107,7 +107,8 @@ def plot(result: dict, path: Path) -> None:
     ax.axhline(result['vae_only'][key], color='grey', lw=1, label='VAE alone')
     if key == 'pauses':
       ax.axhline(result['real'][key], color='black', lw=1, label='real ECGs')
-    ax.set_xscale('log')
+    if min(run['start_step'] for run in result['runs']) > 0:
+      ax.set_xscale('log')  # start steps span decades
     ax.set_xlabel('start step t0 (real latent noised to t0, then denoised)')
     ax.set_ylabel(label)
   axes[0].legend(fontsize=7)
