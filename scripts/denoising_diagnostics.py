@@ -35,20 +35,19 @@ from diffusets_jax.datasets import heart_rate as hr_detector  # noqa: E402
 from diffusets_jax.datasets import input_pipeline  # noqa: E402
 from diffusets_jax.diffusion import samplers  # noqa: E402
 from diffusets_jax.diffusion.schedule import add_noise  # noqa: E402
-from diffusets_jax.evaluation.evaluator import select_records  # noqa: E402
+from diffusets_jax.evaluation.evaluator import heart_rate_error, select_records  # noqa: E402
 from diffusets_jax.generate import Generator  # noqa: E402
 from diffusets_jax.models import factory  # noqa: E402
 
 
 def beat_figures(ecg, requested) -> dict:
-  """Pause share and heart-rate MAE (against the requested rates) of decoded ECGs."""
-  measured = hr_detector.heart_rate(np.asarray(ecg, np.float64))
-  found = np.isfinite(measured)
-  return dict(
-      pauses=round(hr_detector.pause_share(hr_detector.longest_rr_ratio(ecg)), 3),
-      heart_rate_mae_bpm=round(float(np.mean(np.abs(measured - requested)[found])), 2)
-      if found.any() else None,
-      measured=round(float(found.mean()), 3))
+  """Pause share and heart-rate MAE (against the requested rates; None when no rate is measured)
+  of decoded ECGs."""
+  mae, unmeasured = heart_rate_error(hr_detector.heart_rate(np.asarray(ecg, np.float64)),
+                                     requested)
+  return dict(pauses=round(hr_detector.pause_share(hr_detector.longest_rr_ratio(ecg)), 3),
+              heart_rate_mae_bpm=round(mae, 2) if np.isfinite(mae) else None,
+              measured=round(1.0 - unmeasured / len(requested), 3))
 
 
 def diagnose(generator: Generator, real_ecg, cond, requested, starts, scales, seed: int,

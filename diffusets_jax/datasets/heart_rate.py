@@ -65,20 +65,25 @@ def heart_rate(ecg: np.ndarray, fs: float = SAMPLE_RATE_HZ) -> np.ndarray:
 PAUSE_RATIO = 1.5
 
 
-def longest_rr_ratio(ecg: np.ndarray, fs: float = SAMPLE_RATE_HZ) -> np.ndarray:
-  """(batch, length, leads) mV -> (batch,) longest RR interval / median RR interval; NaN where
-  fewer than three beats are detected. About 1 for a regular rhythm, about 2 for one missing beat."""
+def rr_intervals(ecg: np.ndarray, fs: float = SAMPLE_RATE_HZ) -> np.ndarray:
+  """(batch, length, leads) mV -> (batch, length - 1) RR intervals in samples, in order, padded
+  with NaN; a row is all NaN where fewer than three beats are detected (too few for a median)."""
   beats = detect_beats(np.asarray(ecg, np.float64), fs)
   positions = np.sort(np.where(beats, np.arange(beats.shape[1]), np.inf), axis=1)
   with np.errstate(invalid='ignore'):
     rr = np.diff(positions, axis=1)  # beat-to-beat gaps first, then inf or NaN padding
   rr[~np.isfinite(rr)] = np.nan
-  enough = beats.sum(axis=1) >= 3
-  rr[~enough] = 1.0  # placeholder rows, replaced by NaN below (avoids all-NaN warnings)
+  rr[beats.sum(axis=1) < 3] = np.nan
+  return rr
+
+
+def longest_rr_ratio(ecg: np.ndarray, fs: float = SAMPLE_RATE_HZ) -> np.ndarray:
+  """(batch, length, leads) mV -> (batch,) longest RR interval / median RR interval; NaN where
+  fewer than three beats are detected. About 1 for a regular rhythm, 2 for one missing beat."""
+  rr = rr_intervals(ecg, fs)
   with warnings.catch_warnings():
-    warnings.simplefilter('ignore', RuntimeWarning)
-    ratio = np.nanmax(rr, axis=1) / np.nanmedian(rr, axis=1)
-  return np.where(enough, ratio, np.nan)
+    warnings.simplefilter('ignore', RuntimeWarning)  # all-NaN rows give NaN, as documented
+    return np.nanmax(rr, axis=1) / np.nanmedian(rr, axis=1)
 
 
 def pause_share(ratio: np.ndarray) -> float:
