@@ -69,6 +69,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Harmonics of a sinusoid at the requested heart rate laid over the 10 s window and added to
   # every U-Net block (models/unet.py); 0 (the reference) adds none.
   config.unet.heart_rate_clock = 0
+  # Dropout in every down and up block while training (models/unet.py), against overfitting a
+  # small training set; 0 (the reference) drops nothing. It has no weights.
+  config.unet.dropout = 0.0
 
   config.diffusion = ml_collections.ConfigDict()
   config.diffusion.num_timesteps = 1000
@@ -128,5 +131,9 @@ def get_config() -> ml_collections.ConfigDict:
   # new option's) keep their initial values. The optimiser starts afresh.
   config.train.init_from = ''
   config.train.keep_checkpoints = 3
+  # The diffusion loss on (at most heldout_records of) the val latents, with the sampling weights,
+  # every this many steps -> diffusion/heldout.jsonl (training/heldout.py); 0: off.
+  config.train.heldout_every_steps = 500
+  config.train.heldout_records = 512
   config.train.log_every_steps = 10
   return config

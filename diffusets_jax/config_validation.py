@@ -53,6 +53,12 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                      f'{config.sampling.guidance_scale}')
   if config.sampling.sampler not in ('ddpm', 'ddim'):
     raise ValueError(f"sampling.sampler must be 'ddpm' or 'ddim', got {config.sampling.sampler!r}")
+  if config.train.heldout_every_steps < 0 or config.train.heldout_records < 1:
+    raise ValueError(f'train.heldout_every_steps must be >= 0 (0: off) and train.heldout_records '
+                     f'>= 1, got {config.train.heldout_every_steps} and '
+                     f'{config.train.heldout_records}')
+  if not 0.0 <= config.unet.dropout < 1.0:
+    raise ValueError(f'unet.dropout must be in [0, 1) (0: off), got {config.unet.dropout}')
   if config.unet.heart_rate_clock < 0:
     raise ValueError(f'unet.heart_rate_clock must be >= 0 (0: off), got '
                      f'{config.unet.heart_rate_clock}')

@@ -20,7 +20,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def plot_training_curves(workdir) -> Path | None:
-  """Loss (and learning rate) per step for every trained stage -> workdir/training_curves.png."""
+  """Loss (and learning rate) per step for every trained stage, with the diffusion stage's
+  held-out loss where it was logged -> workdir/training_curves.png."""
   workdir = Path(workdir)
   stages = [s for s in ('vae', 'diffusion', 'clip') if (workdir / s / 'metrics.jsonl').exists()]
   if not stages:
@@ -32,6 +33,14 @@ def plot_training_curves(workdir) -> Path | None:
     keys = ['loss'] + [k for k in ('recon_mae_mv', 'kl', 'retrieval_accuracy') if k in records[0]]
     for key in keys:
       row[0].plot(steps, [r[key] for r in records], label=key)
+    heldout_path = workdir / stage / 'heldout.jsonl'
+    if heldout_path.exists():  # the same loss on val and on as many training records, fixed draws
+      heldout = _read_jsonl(heldout_path)
+      at = [r['step'] for r in heldout]
+      row[0].plot(at, [r['heldout_loss'] for r in heldout], 'o-', color='tab:red',
+                  label=f'held-out (val, {heldout[-1]["records"]} records)')
+      row[0].plot(at, [r['train_loss'] for r in heldout], 's--', color='tab:green',
+                  label='training records, same draws')
     row[0].set_yscale('log')
     row[0].set_title(f'{stage}: training loss')
     row[0].set_xlabel('step')

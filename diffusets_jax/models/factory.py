@@ -29,6 +29,7 @@ def make_unet(config, precision: str | None = None) -> UNet:
               heads=u.heads, bottleneck_attention_hidden=u.bottleneck_attention_hidden,
               bottleneck_heads=u.bottleneck_heads,
               normalize_patient=u.normalize_patient, heart_rate_clock=u.heart_rate_clock,
+              dropout=u.dropout,
               null_condition=config.diffusion.condition_dropout > 0,
               **compute_settings(config, precision))
 

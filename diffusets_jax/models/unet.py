@@ -7,6 +7,7 @@ is `downsampling_blocks.0.block.pre_shortcut_convs`), including its misspelt `bo
 from typing import Any
 
 import numpy as np
+import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
@@ -119,17 +120,32 @@ class CrossAttention(nn.Module):
     return x + (cond @ w.astype(self.dtype) + b.astype(self.dtype))[:, None, :]
 
 
+def example_dropout(h, keys, rate: float):
+  """Dropout with one mask per example, drawn from that example's key (keys (batch, 2)): an
+  example's mask does not depend on the rest of its batch, so training does not depend on how the
+  batch is split over devices. Kept activations are scaled by 1 / (1 - rate)."""
+  keep = jax.vmap(lambda key: jax.random.bernoulli(key, 1.0 - rate, h.shape[1:]))(keys)
+  return jnp.where(keep, h / (1.0 - rate), 0.0).astype(h.dtype)
+
+
+def fold_keys(keys, data: int):
+  """Each example's key folded with `data`: distinct masks per block, same per example."""
+  return None if keys is None else jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
+
+
 class Block(nn.Module):
-  """One U-Net level: time embedding, conv, self- and cross-attention, conv, residual."""
+  """One U-Net level: time embedding, conv, self- and cross-attention, conv, residual.
+  With dropout > 0 and dropout_keys given (training), dropout follows the first activation."""
   features: int
   attention_hidden: int
   heads: int
   kernel: int = 7
   dtype: Any = jnp.float32
   conv_form: str = 'matmul'
+  dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x, t, c, clock=None):
+  def __call__(self, x, t, c, clock=None, dropout_keys=None):
     mid = (x.shape[-1] + self.features) // 2
     compute = dict(dtype=self.dtype, form=self.conv_form)
     h = x + TimeEmbedding(x.shape[-1], dtype=self.dtype, name='time_emb')(t)[:, None, :]
@@ -137,6 +153,8 @@ class Block(nn.Module):
       h = h + clock_projection(x.shape[-1], self.dtype)(clock)
     h = same_conv(mid, self.kernel, name='pre_shortcut_convs', **compute)(h)
     h = mish(group_norm(1, name='layer_norm1', dtype=self.dtype)(h))
+    if self.dropout > 0 and dropout_keys is not None:
+      h = example_dropout(h, dropout_keys, self.dropout)
     h = conv(mid, 1, 'VALID', name='shortcut_convs', **compute)(h)
     h = SelfAttention(self.attention_hidden, self.heads, self.dtype, name='self_attention')(h)
     h = CrossAttention(self.attention_hidden, self.heads, self.dtype, name='cross_attention')(h, c)
@@ -187,11 +205,12 @@ class DownBlock(nn.Module):
   kernel: int
   dtype: Any = jnp.float32
   conv_form: str = 'matmul'
+  dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x, t, c, clock=None):
+  def __call__(self, x, t, c, clock=None, dropout_keys=None):
     skip = Block(self.features, self.attention_hidden, self.heads, self.kernel, self.dtype,
-                 self.conv_form, name='block')(x, t, c, clock)
+                 self.conv_form, self.dropout, name='block')(x, t, c, clock, dropout_keys)
     down = conv(self.features, 3, ((1, 1),), stride=2, name='down', dtype=self.dtype,
                 form=self.conv_form)
     return down(skip), skip
@@ -204,15 +223,16 @@ class UpBlock(nn.Module):
   kernel: int
   dtype: Any = jnp.float32
   conv_form: str = 'matmul'
+  dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x, skip, t, c, clock=None):
+  def __call__(self, x, skip, t, c, clock=None, dropout_keys=None):
     # PyTorch ConvTranspose1d(k4, s2, p1)
     x = ConvTranspose1d(x.shape[-1], self.dtype, self.conv_form, name='up')(x)
     if skip is not None:
       x = jnp.concatenate([x, skip], axis=-1)
     return Block(self.features, self.attention_hidden, self.heads, self.kernel, self.dtype,
-                 self.conv_form, name='block')(x, t, c, clock)
+                 self.conv_form, self.dropout, name='block')(x, t, c, clock, dropout_keys)
 
 
 class UNet(nn.Module):
@@ -231,6 +251,9 @@ class UNet(nn.Module):
     of K harmonics of a sinusoid at the requested heart rate, laid over the 10 s window
     (`heart_rate_clock()`), to its input beside the time embedding. Examples whose condition is
     dropped get no clock, so the unconditional model does not know the rate either.
+  - `dropout` > 0: in training (`dropout_keys` (batch, 2), one key per example) every down and up
+    block drops activations after its first normalisation (example_dropout); without keys
+    (sampling, evaluation) nothing is dropped. It has no parameters.
 
   Compute settings (not part of the weights): `dtype` is the activation and matmul dtype
   (parameters stay float32, the output is float32); `conv_form` how convolutions are lowered
@@ -245,11 +268,12 @@ class UNet(nn.Module):
   normalize_patient: bool = False
   null_condition: bool = False
   heart_rate_clock: int = 0
+  dropout: float = 0.0
   dtype: Any = jnp.float32
   conv_form: str = 'matmul'
 
   @nn.compact
-  def __call__(self, z, t, c, drop=None):
+  def __call__(self, z, t, c, drop=None, dropout_keys=None):
     heart_rate = c[:, -1].astype(jnp.float32)  # bpm, before any normalisation
     if self.normalize_patient:
       c = patient.normalize(c)
@@ -265,7 +289,7 @@ class UNet(nn.Module):
       raise ValueError(f'latent length {z.shape[1]} must be divisible by 2**{depth} '
                        f'for a {self.num_levels}-level U-Net')
     widths = [self.latent_channels * 2 ** i for i in range(depth + 1)]
-    compute = dict(dtype=self.dtype, conv_form=self.conv_form)
+    compute = dict(dtype=self.dtype, conv_form=self.conv_form, dropout=self.dropout)
 
     def clock(length):
       if not self.heart_rate_clock:
@@ -278,16 +302,18 @@ class UNet(nn.Module):
     h, skips, c = z.astype(self.dtype), [], c.astype(self.dtype)
     for i in range(depth):
       h, skip = DownBlock(widths[i + 1], 2 * widths[i], self.heads, self.kernel, **compute,
-                          name=f'downsampling_blocks_{i}')(h, t, c, clock(h.shape[1]))
+                          name=f'downsampling_blocks_{i}')(h, t, c, clock(h.shape[1]),
+                                                           fold_keys(dropout_keys, i))
       skips.append(skip)
     skips.pop()  # the deepest skip is unused, as in the reference
-    h = Bottleneck(self.bottleneck_attention_hidden, self.bottleneck_heads, **compute,
-                   name='bottelneck')(h, t, c)
+    h = Bottleneck(self.bottleneck_attention_hidden, self.bottleneck_heads, self.dtype,
+                   self.conv_form, name='bottelneck')(h, t, c)
     for j in range(depth):
       skip = skips.pop() if j > 0 else None
       in_width = h.shape[-1] * (2 if skip is not None else 1)
       h = UpBlock(widths[depth - 1 - j], 2 * in_width, self.heads, self.kernel, **compute,
-                  name=f'upsampling_blocks_{j}')(h, skip, t, c, clock(2 * h.shape[1]))
+                  name=f'upsampling_blocks_{j}')(h, skip, t, c, clock(2 * h.shape[1]),
+                                                 fold_keys(dropout_keys, depth + j))
     layer = dict(dtype=self.dtype, form=self.conv_form)
     h = mish(same_conv(self.latent_channels, 3, name='output_conv_0', **layer)(h))
     return conv(self.latent_channels, 1, 'VALID', name='output_conv_2', **layer)(h).astype(

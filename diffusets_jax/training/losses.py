@@ -35,18 +35,21 @@ def diffusion_loss(unet, params, schedule: Schedule, z0, cond, keys,
                    condition_dropout: float = 0.0):
   """Noise-prediction loss: t ~ U{1..998} (the reference's randint(1, 999)), sum of squared error
   over the latent, batch mean. With condition_dropout > 0 that share of the examples (drawn per
-  example) gets the U-Net's null condition (classifier-free guidance). Returns (loss, metrics)."""
+  example) gets the U-Net's null condition (classifier-free guidance). A U-Net with dropout gets
+one dropout key per example. Returns (loss, metrics)."""
   def draw(key):
     t_key, noise_key = jax.random.split(key)
     drop_key = jax.random.fold_in(key, 2)  # leaves the draws of t and noise as they were
     return (jax.random.randint(t_key, (), 1, 999),
             jax.random.normal(noise_key, z0.shape[1:]),
-            jax.random.bernoulli(drop_key, condition_dropout))
+            jax.random.bernoulli(drop_key, condition_dropout),
+            jax.random.fold_in(key, 3))
 
-  t, noise, drop = jax.vmap(draw)(keys)
+  t, noise, drop, dropout_keys = jax.vmap(draw)(keys)
   z_t = add_noise(schedule, z0, noise, t)
   eps_hat = unet.apply({'params': params}, z_t, t, cond,
-                       drop if condition_dropout > 0 else None)
+                       drop if condition_dropout > 0 else None,
+                       dropout_keys if unet.dropout > 0 else None)
   loss = jnp.mean(jnp.sum((eps_hat - noise) ** 2, axis=(1, 2)))
   return loss, dict(loss=loss)
 

@@ -20,6 +20,7 @@ from diffusets_jax.datasets import augmentation, input_pipeline, preprocessing
 from diffusets_jax.diffusion.schedule import linear_schedule
 from diffusets_jax.models import factory
 from diffusets_jax.training import checkpoints, distributed, steps
+from diffusets_jax.training import heldout as heldout_loss
 
 log = logging.getLogger(__name__)
 SPLITS = ('train', 'val', 'test')
@@ -151,11 +152,13 @@ class MetricsWriter:
 
 
 def run_loop(stage, config, workdir, state, p_step, batch_fn, total_steps, lr_fn,
-             step_args_fn=lambda step: {}):
+             step_args_fn=lambda step: {}, evaluate_fn=None):
   """Shared loop: resume, step, log (progress bar + JSONL), checkpoint. Returns the final state.
 
-  `batch_fn(step)` gives this process's rows of the global batch (all of it in one process); `step_args_fn(step)` the named scalars
-  broadcast to every device (e.g. the KL weight), which are logged too.
+  `batch_fn(step)` gives this process's rows of the global batch (all of it in one process);
+  `step_args_fn(step)` the named scalars broadcast to every device (e.g. the KL weight), which are
+  logged too. `evaluate_fn(state)`, if given, is called every train.heldout_every_steps and at the
+  last step, and process 0 writes its row to <stage>/heldout.jsonl.
   """
   mngr = checkpoints.manager(workdir, stage, config.train.checkpoint_every_steps,
                              config.train.keep_checkpoints)
@@ -167,11 +170,17 @@ def run_loop(stage, config, workdir, state, p_step, batch_fn, total_steps, lr_fn
   if start:
     log_main(f'[{stage}] resuming from the checkpoint at step {start}')
   writer = MetricsWriter(Path(workdir) / stage / 'metrics.jsonl', start) if main else None
+  every = config.train.heldout_every_steps
+  # Every process evaluates, so none waits at the next checkpoint barrier; process 0 writes.
+  evaluating = evaluate_fn is not None and every > 0
+  heldout = MetricsWriter(Path(workdir) / stage / 'heldout.jsonl', start) if (
+      evaluating and main) else None
   base_key = jax.random.PRNGKey(config.seed + 1)
   replicated = steps.replicate(state)
   bar = tqdm(range(start, total_steps), initial=start, total=total_steps, desc=stage,
              unit='step', dynamic_ncols=True, disable=not main)
   t0 = time.time()
+  postfix = {}
   for step in bar:
     batch = input_pipeline.shard(batch_fn(step))
     args = step_args_fn(step)
@@ -181,15 +190,23 @@ def run_loop(stage, config, workdir, state, p_step, batch_fn, total_steps, lr_fn
     if main and ((step + 1) % config.train.log_every_steps == 0 or last):
       metrics = {k: float(v.addressable_data(0)[0]) for k, v in metrics.items()}  # pmean'd
       rate = (step + 1 - start) / (time.time() - t0)
-      bar.set_postfix(loss=f'{metrics["loss"]:.4g}', steps_per_s=f'{rate:.2f}')
+      postfix.update(loss=f'{metrics["loss"]:.4g}', steps_per_s=f'{rate:.2f}')
+      bar.set_postfix(postfix)
       writer.write(dict(step=step + 1, time=time.time(), steps_per_s=rate,
                         learning_rate=float(lr_fn(step)), **args, **metrics))
+    if evaluating and ((step + 1) % every == 0 or last):
+      row = evaluate_fn(steps.unreplicate(replicated))
+      if heldout:
+        heldout.write(dict(step=step + 1, **row))
+        postfix['heldout_loss'] = f'{row["heldout_loss"]:.4g}'
+        bar.set_postfix(postfix)
     if mngr.should_save(step + 1) or last:
       mngr.save(step + 1, args=checkpoints.ocp.args.StandardSave(steps.unreplicate(replicated)),
                 force=last)
   mngr.wait_until_finished()
-  if writer:
-    writer.close()
+  for log in (writer, heldout):
+    if log:
+      log.close()
   bar.close()
   return steps.unreplicate(replicated)
 
@@ -426,10 +443,27 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
     return dict(latent=data['latent'][index], cond=latent_conditions(data, index),
                 example_index=np.arange(batch_size)[rows])
 
-  p_step = steps.make_diffusion_step(unet, schedule_from_config(config), d.condition_dropout,
-                                     d.ema_decay)
+  schedule = schedule_from_config(config)
+  p_step = steps.make_diffusion_step(unet, schedule, d.condition_dropout, d.ema_decay)
   return run_loop('diffusion', config, workdir, state, p_step, batch_fn,
-                  min(total, max_steps or total), lr_fn)
+                  min(total, max_steps or total), lr_fn,
+                  evaluate_fn=heldout_evaluator(config, workdir, unet, schedule, data))
+
+
+def heldout_evaluator(config, workdir, unet, schedule, train_data):
+  """The held-out diffusion loss on the val latents (training.heldout), or None where the
+  workdir has none or train.heldout_every_steps is 0."""
+  if config.train.heldout_every_steps <= 0 or not latents_path(workdir, 'val').exists():
+    return None
+  val = load_latents(workdir, 'val')
+
+  def split(data):  # the first train.heldout_records records
+    index = np.arange(min(len(data['latent']), config.train.heldout_records))
+    return dict(latent=data['latent'][index], cond=latent_conditions(data, index))
+
+  return heldout_loss.make_evaluator(unet, schedule, split(val), split(train_data),
+                                     seed=config.seed + 7,
+                                     batch_size=config.diffusion.batch_size)
 
 
 def embed_reports(config, reports, encoder=None) -> np.ndarray:
