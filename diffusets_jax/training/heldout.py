@@ -7,9 +7,8 @@ there are some), the full condition (no null condition) and no dropout.
 """
 import numpy as np
 import jax
-import jax.numpy as jnp
 
-from diffusets_jax.diffusion.schedule import add_noise
+from diffusets_jax.training.losses import noise_prediction_error
 
 # Timestep bands reported beside the whole range: the low-noise end, the middle and the
 # high-noise half, where a sample's fine detail, beats and coarse layout are drawn.
@@ -27,17 +26,15 @@ def fixed_draws(num_records: int, latent_shape, draws: int, seed: int):
 
 def make_loss_fn(unet, schedule, latent, cond, draws: int = 4, seed: int = 0,
                  batch_size: int = 64):
-  """fn(params) -> {'loss', 'loss_t1-100', ...}: the noise-prediction loss (sum of squared error
+  """fn(params) -> {'loss', 'loss_t1-99', ...}: the noise-prediction loss (sum of squared error
   over the latent, mean over records and draws, as the training loss) of `latent` (n, length,
   channels) under `cond` (n, d_c), with `draws` fixed (t, noise) draws per record."""
   latent = np.repeat(np.asarray(latent, np.float32), draws, axis=0)
   cond = np.repeat(np.asarray(cond, np.float32), draws, axis=0)
   t, noise = fixed_draws(len(latent) // draws, latent.shape[1:], draws, seed)
 
-  @jax.jit
-  def per_example(params, z0, c, t, noise):
-    eps_hat = unet.apply({'params': params}, add_noise(schedule, z0, noise, t), t, c)
-    return jnp.sum((eps_hat - noise) ** 2, axis=(1, 2))
+  per_example = jax.jit(lambda params, z0, c, t, noise: noise_prediction_error(
+      unet, params, schedule, z0, c, t, noise))
 
   def loss_fn(params) -> dict:
     parts = []

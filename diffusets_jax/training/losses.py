@@ -36,7 +36,7 @@ def diffusion_loss(unet, params, schedule: Schedule, z0, cond, keys,
   """Noise-prediction loss: t ~ U{1..998} (the reference's randint(1, 999)), sum of squared error
   over the latent, batch mean. With condition_dropout > 0 that share of the examples (drawn per
   example) gets the U-Net's null condition (classifier-free guidance). A U-Net with dropout gets
-one dropout key per example. Returns (loss, metrics)."""
+  one dropout key per example. Returns (loss, metrics)."""
   def draw(key):
     t_key, noise_key = jax.random.split(key)
     drop_key = jax.random.fold_in(key, 2)  # leaves the draws of t and noise as they were
@@ -46,12 +46,19 @@ one dropout key per example. Returns (loss, metrics)."""
             jax.random.fold_in(key, 3))
 
   t, noise, drop, dropout_keys = jax.vmap(draw)(keys)
-  z_t = add_noise(schedule, z0, noise, t)
-  eps_hat = unet.apply({'params': params}, z_t, t, cond,
-                       drop if condition_dropout > 0 else None,
-                       dropout_keys if unet.dropout > 0 else None)
-  loss = jnp.mean(jnp.sum((eps_hat - noise) ** 2, axis=(1, 2)))
+  loss = jnp.mean(noise_prediction_error(unet, params, schedule, z0, cond, t, noise,
+                                         drop if condition_dropout > 0 else None,
+                                         dropout_keys if unet.dropout > 0 else None))
   return loss, dict(loss=loss)
+
+
+def noise_prediction_error(unet, params, schedule: Schedule, z0, cond, t, noise, drop=None,
+                           dropout_keys=None):
+  """Per example (batch,): the squared error of the U-Net's noise prediction at (t, noise),
+  summed over the latent."""
+  eps_hat = unet.apply({'params': params}, add_noise(schedule, z0, noise, t), t, cond, drop,
+                       dropout_keys)
+  return jnp.sum((eps_hat - noise) ** 2, axis=(1, 2))
 
 
 def clip_loss(ecg_features, text_features, logit_scale):

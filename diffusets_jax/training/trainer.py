@@ -194,15 +194,17 @@ def run_loop(stage, config, workdir, state, p_step, batch_fn, total_steps, lr_fn
       bar.set_postfix(postfix)
       writer.write(dict(step=step + 1, time=time.time(), steps_per_s=rate,
                         learning_rate=float(lr_fn(step)), **args, **metrics))
-    if evaluating and ((step + 1) % every == 0 or last):
-      row = evaluate_fn(steps.unreplicate(replicated))
+    evaluate_now = evaluating and ((step + 1) % every == 0 or last)
+    save_now = mngr.should_save(step + 1) or last
+    host_state = steps.unreplicate(replicated) if evaluate_now or save_now else None
+    if evaluate_now:
+      row = evaluate_fn(host_state)
       if heldout:
         heldout.write(dict(step=step + 1, **row))
         postfix['heldout_loss'] = f'{row["heldout_loss"]:.4g}'
         bar.set_postfix(postfix)
-    if mngr.should_save(step + 1) or last:
-      mngr.save(step + 1, args=checkpoints.ocp.args.StandardSave(steps.unreplicate(replicated)),
-                force=last)
+    if save_now:
+      mngr.save(step + 1, args=checkpoints.ocp.args.StandardSave(host_state), force=last)
   mngr.wait_until_finished()
   for log in (writer, heldout):
     if log:
