@@ -126,9 +126,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.train = ml_collections.ConfigDict()
   config.train.checkpoint_every_steps = 500
-  # '' trains from scratch. 'pretrained' starts from the shipped model: its VAE encodes the
-  # latents (no vae stage) and its U-Net (EMA) weights start the U-Net; parameters it lacks (a
-  # new option's) keep their initial values. The optimiser starts afresh.
+  # '' trains from scratch. 'pretrained' starts from the shipped model, a folder from a model
+  # exported there (python -m diffusets_jax.pretrained --export_from WORKDIR --out FOLDER): its
+  # VAE encodes the latents (no vae stage) and its U-Net (EMA) weights start the U-Net;
+  # parameters it lacks (a new option's) keep their initial values. The optimiser starts afresh.
   config.train.init_from = ''
   config.train.keep_checkpoints = 3
   # The diffusion loss on (at most heldout_records of) the val latents, with the sampling weights,

@@ -1,4 +1,6 @@
 """Config checks: unknown fields (typos) and impossible values fail early with a clear message."""
+from pathlib import Path
+
 import ml_collections
 
 from diffusets_jax.conditioning import text_encoders
@@ -62,8 +64,11 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.unet.heart_rate_clock < 0:
     raise ValueError(f'unet.heart_rate_clock must be >= 0 (0: off), got '
                      f'{config.unet.heart_rate_clock}')
-  if config.train.init_from not in ('', 'pretrained'):
-    raise ValueError(f"train.init_from must be '' (from scratch) or 'pretrained', got "
-                     f'{config.train.init_from!r}')
+  if (config.train.init_from not in ('', 'pretrained')
+      and not (Path(config.train.init_from) / 'weights.safetensors').is_file()):
+    raise ValueError(f"train.init_from must be '' (from scratch), 'pretrained' (the shipped "
+                     f"model) or a folder exported by `python -m diffusets_jax.pretrained "
+                     f"--export_from WORKDIR --out FOLDER`; {config.train.init_from!r} holds no "
+                     f"weights.safetensors")
   config.lock()
   return config

@@ -120,17 +120,46 @@ def test_fine_tuning_from_a_shipped_model_with_a_new_option(guided_workdir, tmp_
     np.testing.assert_array_equal(a, b)
 
 
+def test_fine_tuning_from_an_exported_folder(guided_workdir, tmp_path):
+  """train.init_from=FOLDER (an export of any trained workdir): the U-Net starts from that
+  model's EMA weights and its VAE encodes the latents, without touching the shipped model."""
+  import jax
+  from diffusets_jax import config_validation
+  folder = pretrained.export(guided_workdir, tmp_path / 'exported')
+  _, exported_vae, exported_unet, _ = pretrained.load(folder)
+  config = checkpoints.load_config(guided_workdir)
+  config.unlock()
+  config.train.init_from = str(folder)
+  config_validation.validate(config)
+  _, state = trainer.initial_unet_state(config, 10)
+  for name, tree in (('params', state.params), ('ema_params', state.ema_params)):
+    for a, b in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(exported_unet)):
+      np.testing.assert_array_equal(a, b, err_msg=name)
+  workdir = tmp_path / 'fine_tuned'
+  trainer.train_and_evaluate(config, workdir, 'latents')
+  assert not (workdir / 'vae').exists()
+  np.testing.assert_allclose(trainer.load_latents(workdir, 'train')['latent'],
+                             trainer.load_latents(guided_workdir, 'train')['latent'], atol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(trainer.workdir_vae_params(config, workdir)),
+                  jax.tree_util.tree_leaves(exported_vae)):
+    np.testing.assert_array_equal(a, b)
+
+  config.train.init_from = str(tmp_path)  # a folder without weights
+  with pytest.raises(ValueError, match='holds no weights.safetensors'):
+    config_validation.validate(config)
+
+
 def test_the_shipped_vae_must_be_the_one_the_config_builds(monkeypatch):
   import jax
   config, vae, unet, conditioning = pretrained.load()
-  loaded = trainer.shipped_vae_params(config)
+  loaded = trainer.init_source_vae_params(config)
   assert jax.tree_util.tree_structure(loaded) == jax.tree_util.tree_structure(vae)
   for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(vae)):
     np.testing.assert_array_equal(a, b)
   incomplete = {name: part for name, part in vae.items() if name != 'decoder'}
   monkeypatch.setattr(pretrained, 'load', lambda: (config, incomplete, unet, conditioning))
-  with pytest.raises(ValueError, match='the shipped VAE lacks decoder/'):
-    trainer.shipped_vae_params(config)
+  with pytest.raises(ValueError, match='the VAE of the shipped model lacks decoder/'):
+    trainer.init_source_vae_params(config)
 
 
 def test_the_shipped_vae_has_no_stage_to_train(tmp_path):

@@ -46,17 +46,32 @@ def unet_state(config, total_steps: int, rng=None):
   return unet, steps.create_state(unet.apply, params, lr, d.weight_decay, ema=d.ema_decay > 0)
 
 
-def initial_unet_state(config, total_steps: int):
-  """unet_state, started from the shipped U-Net's (EMA) weights when train.init_from is
-  'pretrained': weights, EMA and a fresh optimiser. A checkpoint in the workdir still wins."""
-  unet, state = unet_state(config, total_steps)
-  if config.train.init_from != 'pretrained':
-    return unet, state
+def load_init_source(config):
+  """(config, VAE params, U-Net params, conditioning) of the model train.init_from names: the
+  shipped one ('pretrained') or one exported to a folder (python -m diffusets_jax.pretrained
+  --export_from WORKDIR --out FOLDER)."""
   from diffusets_jax import pretrained
-  shipped = pretrained.load()[2]
-  start = warm_start(state.params, shipped, 'the shipped U-Net')
+  if config.train.init_from == 'pretrained':
+    return pretrained.load()
+  return pretrained.load(config.train.init_from)
+
+
+def init_source_name(config) -> str:
+  return ('the shipped model' if config.train.init_from == 'pretrained'
+          else f'the model in {config.train.init_from}')
+
+
+def initial_unet_state(config, total_steps: int):
+  """unet_state, started from the (EMA) U-Net weights of the model train.init_from names:
+  weights, EMA and a fresh optimiser. A checkpoint in the workdir still wins."""
+  unet, state = unet_state(config, total_steps)
+  if not config.train.init_from:
+    return unet, state
+  source = init_source_name(config)
+  shipped = load_init_source(config)[2]
+  start = warm_start(state.params, shipped, f'the U-Net of {source}')
   new = factory.count_params(start) - factory.count_params(shipped)
-  log_main('[diffusion] starting from the shipped U-Net'
+  log_main(f'[diffusion] starting from the U-Net of {source}'
            + (f'; {new:,} parameters it lacks start at their initial values' if new else ''))
   state = state.replace(params=start, opt_state=state.tx.init(start))
   if getattr(state, 'ema_params', None) is not None:
@@ -92,25 +107,26 @@ def warm_start(params, source, where: str):
   return traverse_util.unflatten_dict(flat, sep='/')
 
 
-def shipped_vae_params(config):
-  """The shipped model's VAE, checked against the VAE `config` builds: every tensor present, at
-  its shape. The reference is abstract (no initialiser runs), as for a checkpoint restore."""
-  from diffusets_jax import pretrained
-  shipped = pretrained.load()[1]
+def init_source_vae_params(config):
+  """The VAE of the model train.init_from names, checked against the VAE `config` builds: every
+  tensor present, at its shape. The reference is abstract (no initialiser runs), as for a
+  checkpoint restore."""
+  source = init_source_name(config)
+  shipped = load_init_source(config)[1]
   expected = jax.eval_shape(lambda: factory.init_vae(config, jax.random.PRNGKey(0)))
   missing = sorted(set(traverse_util.flatten_dict(expected, sep='/'))
                    - set(traverse_util.flatten_dict(shipped, sep='/')))
   if missing:
-    raise ValueError(f'the shipped VAE lacks {", ".join(missing[:3])}'
+    raise ValueError(f'the VAE of {source} lacks {", ".join(missing[:3])}'
                      f'{", ..." if len(missing) > 3 else ""}: this config builds another VAE')
-  return warm_start(expected, shipped, 'the shipped VAE')
+  return warm_start(expected, shipped, f'the VAE of {source}')
 
 
 def workdir_vae_params(config, workdir):
-  """The VAE of a trained workdir: its own, or the shipped one it was fine-tuned from
-  (train.init_from='pretrained', which trains no VAE)."""
-  if config.train.init_from == 'pretrained' and not (Path(workdir) / 'vae').exists():
-    return shipped_vae_params(config)
+  """The VAE of a trained workdir: its own, or that of the model it was fine-tuned from
+  (train.init_from, which trains no VAE)."""
+  if config.train.init_from and not (Path(workdir) / 'vae').exists():
+    return init_source_vae_params(config)
   return checkpoints.restore_params(workdir, 'vae', abstract_state(config, 'vae'))
 
 
@@ -506,17 +522,18 @@ STAGES = ('vae', 'latents', 'diffusion', 'clip', 'all')
 
 def train_and_evaluate(config, workdir, stage: str = 'all'):
   """Runs `stage` (one of STAGES; 'all' is vae, latents, diffusion, then clip) in workdir;
-  returns the workdir. With train.init_from='pretrained', 'all' encodes the latents with the
-  shipped VAE instead of training one."""
+  returns the workdir. With train.init_from set, 'all' encodes the latents with the VAE of the
+  model it names instead of training one."""
   workdir = Path(workdir)
   if stage not in STAGES:
     raise ValueError(f'stage must be one of {STAGES}, got {stage!r}')
   if config.text.encoder == 'openai' and stage != 'diffusion':
     openai_encoder.api_key()  # fail now, not after the VAE has trained for hours
-  from_pretrained = config.train.init_from == 'pretrained'
+  from_pretrained = bool(config.train.init_from)
   if from_pretrained and stage == 'vae':
-    raise ValueError("train.init_from='pretrained' takes the shipped VAE: there is no vae stage "
-                     "to run; use --stage latents (or all) to encode the latents with it")
+    raise ValueError(f"train.init_from={config.train.init_from!r} takes the VAE of "
+                     f"{init_source_name(config)}: there is no vae stage to run; use --stage "
+                     f"latents (or all) to encode the latents with it")
   workdir.mkdir(parents=True, exist_ok=True)
   checkpoints.save_config(workdir, config)
   if stage == 'latents' or (stage == 'all' and from_pretrained):
