@@ -1,5 +1,5 @@
-"""The shipped model's second stage: the base model (configs/pretrained.py) fine-tuned with a
-heart-rate clock in the U-Net (docs/pretrained.md, "Fine-tuning with a heart-rate clock").
+"""The shipped model's second stage: the base model (configs/pretrained.py) trained 3000 steps
+more at a lower learning rate (docs/pretrained.md, "Dropout against overfitting").
 
   python train.py --config configs/pretrained.py --workdir runs/pretrained
   python -m diffusets_jax.pretrained --export_from runs/pretrained
@@ -7,9 +7,9 @@ heart-rate clock in the U-Net (docs/pretrained.md, "Fine-tuning with a heart-rat
   python -m diffusets_jax.pretrained --export_from runs/pretrained_finetune
 
 The second command ships the base model; the third starts from it (`train.init_from`): its VAE
-encodes the latents, its U-Net's EMA weights start the U-Net, and the clock's new layers start at
-zero, so training begins from exactly what the base model computes. 3000 steps at a peak
-learning rate of 2e-4 (the base run's was 5e-4), then the CLIP model of the evaluation.
+encodes the latents and its U-Net's EMA weights start the U-Net. 3000 steps at a peak learning
+rate of 2e-4 (the base run's was 5e-4), with the base run's U-Net dropout of 0.2, then the CLIP
+model of the evaluation.
 """
 from configs import pretrained
 
@@ -17,7 +17,6 @@ from configs import pretrained
 def get_config():
   config = pretrained.get_config()
   config.train.init_from = 'pretrained'
-  config.unet.heart_rate_clock = 2       # 2 harmonics: up to 4.7 Hz at 140 bpm
   config.diffusion.epochs = 300          # 3000 steps of 64 on the 678 training latents
   config.diffusion.learning_rate = 2e-4
   return config

@@ -79,8 +79,9 @@ class Generator:
 
   @classmethod
   def pretrained(cls, text_encoder=None, **settings) -> 'Generator':
-    """The model shipped inside the package (configs/pretrained.py, trained on the bundled
-    PTB-XL and LUDB ECGs; docs/pretrained.md). Needs no training and no download.
+    """The model shipped inside the package (configs/pretrained.py, then
+    configs/pretrained_finetune.py, trained on the bundled PTB-XL and LUDB ECGs;
+    docs/pretrained.md). Needs no training and no download.
     settings: `precision` and `devices` (see __init__)."""
     from diffusets_jax import pretrained
     config, vae_params, unet_params, conditioning = pretrained.load()

@@ -152,12 +152,13 @@ def test_fine_tuning_from_an_exported_folder(guided_workdir, tmp_path):
 def test_the_shipped_vae_must_be_the_one_the_config_builds(monkeypatch):
   import jax
   config, vae, unet, conditioning = pretrained.load()
+  config.train.init_from = 'pretrained'  # the shipped config names the folder its run began from
   loaded = trainer.init_source_vae_params(config)
   assert jax.tree_util.tree_structure(loaded) == jax.tree_util.tree_structure(vae)
   for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(vae)):
     np.testing.assert_array_equal(a, b)
   incomplete = {name: part for name, part in vae.items() if name != 'decoder'}
-  monkeypatch.setattr(pretrained, 'load', lambda: (config, incomplete, unet, conditioning))
+  monkeypatch.setattr(pretrained, 'load', lambda *folder: (config, incomplete, unet, conditioning))
   with pytest.raises(ValueError, match='the VAE of the shipped model lacks decoder/'):
     trainer.init_source_vae_params(config)
 

@@ -5,7 +5,7 @@
 Files beside this module:
   weights.safetensors  VAE (encoder and decoder) and the U-Net's EMA weights, float32, with
                        '/'-joined Flax parameter paths prefixed 'vae/' and 'unet/'
-  config.json          the training config (configs/pretrained.py as run)
+  config.json          the training config as run (configs/pretrained_finetune.py)
   conditioning.json    the text encoder, prompt template and missing-value fills it was trained with
   manifest.json        every tensor's shape, the weights file's SHA-256 and size, and provenance
 Safetensors holds raw arrays only: loading runs no code.
