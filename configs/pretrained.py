@@ -38,7 +38,7 @@ def get_config():
   config.sampling.sampler = 'ddpm'       # beat DDIM 50 and 200 on val (docs/pretrained.md)
   config.sampling.ddim_steps = 50
   config.sampling.clip = 6.0             # x0 clip at this scale: the largest training latent is 5.5
-  config.sampling.guidance_scale = 3.0   # best on val of 1-5 (base) and 2-4 (shipped; docs/pretrained.md)
+  config.sampling.guidance_scale = 3.0   # best on val of 1-5 and of 2-4 (docs/pretrained.md)
   config.clip.widths = (32, 64, 128, 128)
   config.clip.text_hidden = 512
   config.clip.batch_size = 64
