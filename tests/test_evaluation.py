@@ -228,3 +228,17 @@ def test_score_needs_two_halves_of_more_than_k_records(trained_clip):
   ecg = np.zeros((6, 1024, 12), np.float32)
   with pytest.raises(ValueError, match='need at least 8 records'):
     evaluator.score(features, ecg, ecg, np.zeros((6, 384)), np.full(6, 60.0), k=3)
+
+
+def test_vae_reconstruction_script_covers_every_split(trained_workdir, tmp_path):
+  from scripts import vae_reconstruction
+  out = tmp_path / 'bands.json'
+  vae_reconstruction.main(['--workdir', str(trained_workdir), '--out', str(out)])
+  result = json.loads(out.read_text())
+  assert {key: result[key]['records'] for key in result if key.startswith('ludb_')} == {
+      'ludb_train': 160, 'ludb_val': 20, 'ludb_test': 20}
+  test = result['ludb_test']
+  assert test['mae_over_flat_line'] == pytest.approx(test['mae_mv'] / test['flat_line_mae_mv'])
+  assert sum(band['share_of_squared_error'] for band in test['error_by_band']) == pytest.approx(1)
+  with pytest.raises(SystemExit, match='no such folder'):
+    vae_reconstruction.main(['--workdir', str(tmp_path / 'missing'), '--out', str(out)])
