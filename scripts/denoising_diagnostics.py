@@ -9,8 +9,11 @@ For --num records of the split (0: all; chosen as evaluate.py --num chooses them
 guidance scale and start step t0, it measures:
 - chain: the sampler's DDPM steps t0 .. 0 from the noised latent, then the decoder;
 - one step: the U-Net's single estimate of the clean latent at t0, clipped as the sampler clips
-  it, and its noise-prediction error (RMS, against the noise that was added: 1.0 is what
-  predicting zero scores);
+  it, its noise-prediction error (RMS, against the noise that was added: 1.0 is what
+  predicting zero scores) and its error against the clean latent (RMS);
+- random error: the clean latent plus Gaussian noise of that same RMS, decoded. Beside the one
+  step it tells a decoder that loses beats to any latent error of that size from a U-Net whose
+  errors are worse than random ones;
 and for both, the share of ECGs with a pause (longest RR > 1.5 x median RR, as evaluate.py) and
 the heart-rate MAE against the records' own rates, beside the same figures for the VAE alone
 (t0 = none) and the real ECGs. A chain that starts from real beats and ends without them shows
@@ -84,11 +87,16 @@ def diagnose(generator: Generator, real_ecg, cond, requested, starts, scales, se
       z_t = add_noise(schedule, z0, noise, jnp.full((n,), t0))
       eps_hat, z0_hat = one_step(z_t, t0)
       eps_error = float(jnp.sqrt(jnp.mean((eps_hat - noise) ** 2)))
+      latent_error = float(jnp.sqrt(jnp.mean((z0_hat - z0) ** 2)))
+      random_noise = jax.random.normal(jax.random.fold_in(noise_key, 1), shape)
+      z0_random = z0 + latent_error * random_noise / jnp.sqrt(jnp.mean(random_noise ** 2))
       result['runs'].append(dict(
           guidance_scale=scale, start_step=t0,
           noise_std=round(float(jnp.sqrt(1.0 - schedule.alphas_cumprod[t0])), 4),
           one_step=dict(noise_prediction_rms_error=round(eps_error, 3),
+                        clean_latent_rms_error=round(latent_error, 4),
                         **beat_figures(np.asarray(decode(z0_hat)), requested)),
+          random_error=beat_figures(np.asarray(decode(z0_random)), requested),
           chain=beat_figures(np.asarray(decode(chain(z_t, t0, chain_key))), requested)))
   return result
 
@@ -103,6 +111,8 @@ def plot(result: dict, path: Path) -> None:
       ax.plot(steps, [run['chain'][key] for run in runs], 'o-', label=f'chain, guidance {scale:g}')
       ax.plot(steps, [run['one_step'][key] for run in runs], 's--',
               label=f'one step, guidance {scale:g}')
+      ax.plot(steps, [run['random_error'][key] for run in runs], 'x:',
+              label=f'random latent error of the one step\'s size, guidance {scale:g}')
     ax.axhline(result['vae_only'][key], color='grey', lw=1, label='VAE alone')
     if key == 'pauses':
       ax.axhline(result['real'][key], color='black', lw=1, label='real ECGs')
@@ -158,7 +168,7 @@ def main():
   print(json.dumps({k: result[k] for k in ('real', 'vae_only')}))
   for run in result['runs']:
     print(run['guidance_scale'], run['start_step'], 'chain', run['chain'], 'one step',
-          run['one_step'])
+          run['one_step'], 'random error', run['random_error'])
 
 
 if __name__ == '__main__':

@@ -170,6 +170,10 @@ def test_denoising_diagnostics_chain_from_step_0_is_the_one_step_estimate(guided
   for run in result['runs']:
     assert run['noise_std'] == pytest.approx(np.sqrt(1 - abar[run['start_step']]), abs=1e-4)
     assert np.isfinite(run['one_step']['noise_prediction_rms_error'])
+    assert run['one_step']['clean_latent_rms_error'] >= 0
+    assert set(run['random_error']) == set(run['one_step']) - {
+        'noise_prediction_rms_error', 'clean_latent_rms_error'}
+    assert 0 <= run['random_error']['pauses'] <= 1
     if run['start_step'] == 0:  # equal up to float32 rounding of beta_0 / (1 - abar_0)
       chain, one_step = run['chain'], run['one_step']
       assert chain['pauses'] == one_step['pauses'] and chain['measured'] == one_step['measured']
