@@ -52,6 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.vae.learning_rate = 1e-4        # one-cycle: starts here ...
   config.vae.peak_learning_rate = 2e-4   # ... peaks here
   config.vae.weight_decay = 0.01
+  # Decode the posterior sample plus noise of std U(0, this) x the latent RMS, so the decoder
+  # tolerates a denoiser's latent error (training/losses.py); 0 (the reference) adds none.
+  config.vae.latent_noise = 0.0
   # z = posterior sample x latent_scale: the reference's 0.18215 leaves this project's latents
   # at std ~0.3, so most diffusion timesteps see almost pure noise; 1 / (latent std) gives
   # unit-variance latents (docs/pretrained.md). Not a weight: any value loads the same VAE.

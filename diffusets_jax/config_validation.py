@@ -48,6 +48,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     raise ValueError(f'vae.latent_scale must be positive, got {config.vae.latent_scale}')
   if not config.sampling.clip > 0:
     raise ValueError(f'sampling.clip must be positive, got {config.sampling.clip}')
+  if not 0 <= config.vae.latent_noise < 10:
+    raise ValueError(f'vae.latent_noise is a share of the latent RMS in [0, 10), got '
+                     f'{config.vae.latent_noise}')
   if config.vae.kl_weight < 0:
     raise ValueError(f'vae.kl_weight must be non-negative, got {config.vae.kl_weight}')
   if config.sampling.guidance_scale < 0:

@@ -16,19 +16,39 @@ def kl_divergence(mean, logvar):
   return -0.5 * jnp.sum(1.0 + logvar - mean ** 2 - jnp.exp(logvar), axis=-1)
 
 
-def vae_loss(vae, params, ecg, keys, kl_weight):
+def vae_loss(vae, params, ecg, keys, kl_weight, latent_noise: float = 0.0):
   """Sum of squared error over all 1024 x 12 values, batch mean, plus kl_weight * the KL averaged
-  over batch and latent positions. Returns (loss, metrics)."""
+  over batch and latent positions. Returns (loss, metrics).
+
+  latent_noise > 0 decodes the posterior sample plus Gaussian noise of std sigma x the example's
+  latent RMS, sigma ~ U(0, latent_noise) per example, so the decoder learns to tolerate latent
+  error of the size a denoiser leaves and the encoder to write the beats where such error cannot
+  erase them. The RMS is held constant in the gradient: scaling the latents up buys nothing.
+  0 (the reference) adds none."""
   def posterior_noise(key):
     return jax.random.normal(key, (ecg.shape[1] // 8, vae.latent_channels))
 
   noise = jax.vmap(posterior_noise)(keys)
-  recon, mean, logvar = vae.apply({'params': params}, ecg, noise)
+  metrics = {}
+  if latent_noise > 0:
+    z, mean, logvar = vae.apply({'params': params}, ecg, noise, method=vae.encode)
+    rms = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(z ** 2, axis=(1, 2), keepdims=True)))
+
+    def decoder_noise(key):
+      sigma_key, eps_key = jax.random.split(jax.random.fold_in(key, 1))
+      sigma = jax.random.uniform(sigma_key, (), maxval=latent_noise)
+      return sigma * jax.random.normal(eps_key, z.shape[1:])
+
+    recon = vae.apply({'params': params}, z + rms * jax.vmap(decoder_noise)(keys),
+                      method=vae.decode)
+    metrics['latent_rms'] = jnp.mean(rms)
+  else:
+    recon, mean, logvar = vae.apply({'params': params}, ecg, noise)
   sse = jnp.mean(jnp.sum((recon - ecg) ** 2, axis=(1, 2)))
   kl = jnp.mean(kl_divergence(mean, logvar))
   loss = sse + kl_weight * kl
   mae = jnp.mean(jnp.abs(recon - ecg))
-  return loss, dict(loss=loss, recon_sse=sse, kl=kl, recon_mae_mv=mae)
+  return loss, dict(loss=loss, recon_sse=sse, kl=kl, recon_mae_mv=mae, **metrics)
 
 
 def diffusion_loss(unet, params, schedule: Schedule, z0, cond, keys,

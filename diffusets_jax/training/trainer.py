@@ -269,7 +269,8 @@ def train_vae(config, workdir, max_steps: int | None = None):
     return dict(kl_weight=config.vae.kl_weight * kl_weight(step, per_epoch,
                                                            config.vae.kl_anneal_epochs))
 
-  return run_loop('vae', config, workdir, state, steps.make_vae_step(vae), batch_fn,
+  return run_loop('vae', config, workdir, state,
+                  steps.make_vae_step(vae, config.vae.latent_noise), batch_fn,
                   min(total, max_steps or total), lr_fn, step_args)
 
 
