@@ -15,7 +15,7 @@ def small_vae(latent_scale=0.18215):
   return vae_lib.VAE(channels=(8, 16, 32), groups=4, latent_scale=latent_scale)
 
 
-def setup(batch=3):
+def vae_inputs(batch=3):
   ecg = jax.random.normal(jax.random.PRNGKey(0), (batch, 1024, 12)) * 0.2
   posterior = jax.random.normal(jax.random.PRNGKey(1), (batch, 128, 4))
   params = small_vae().init(jax.random.PRNGKey(2), ecg, posterior)['params']
@@ -24,7 +24,7 @@ def setup(batch=3):
 
 
 def test_noisy_loss_matches_a_hand_computation():
-  ecg, params, keys = setup()
+  ecg, params, keys = vae_inputs()
   model = small_vae()
   loss, metrics = losses.vae_loss(model, params, ecg, keys, kl_weight=0.1, latent_noise=0.4)
 
@@ -46,7 +46,7 @@ def test_noisy_loss_matches_a_hand_computation():
 
 
 def test_noise_changes_the_loss_only_when_asked():
-  ecg, params, keys = setup()
+  ecg, params, keys = vae_inputs()
   model = small_vae()
   plain, _ = losses.vae_loss(model, params, ecg, keys, kl_weight=0.1)
   zero, _ = losses.vae_loss(model, params, ecg, keys, kl_weight=0.1, latent_noise=0.0)
@@ -58,14 +58,14 @@ def test_noise_changes_the_loss_only_when_asked():
 def test_noise_is_relative_to_the_latent_size():
   # Scaling the latents (latent_scale multiplies them, the decoder divides) scales the noise
   # with them, so the loss is the same: the encoder cannot outgrow the noise.
-  ecg, params, keys = setup()
+  ecg, params, keys = vae_inputs()
   small, _ = losses.vae_loss(small_vae(0.18215), params, ecg, keys, 0.1, latent_noise=0.5)
   large, _ = losses.vae_loss(small_vae(5.0), params, ecg, keys, 0.1, latent_noise=0.5)
   np.testing.assert_allclose(float(small), float(large), rtol=1e-4)
 
 
 def test_noise_gradients_reach_the_encoder():
-  ecg, params, keys = setup()
+  ecg, params, keys = vae_inputs()
   model = small_vae()
   grads = jax.grad(lambda p: losses.vae_loss(model, p, ecg, keys, 0.1, latent_noise=0.5)[0])(
       params)

@@ -29,9 +29,9 @@ def vae_loss(vae, params, ecg, keys, kl_weight, latent_noise: float = 0.0):
     return jax.random.normal(key, (ecg.shape[1] // 8, vae.latent_channels))
 
   noise = jax.vmap(posterior_noise)(keys)
+  z, mean, logvar = vae.apply({'params': params}, ecg, noise, method=vae.encode)
   metrics = {}
   if latent_noise > 0:
-    z, mean, logvar = vae.apply({'params': params}, ecg, noise, method=vae.encode)
     rms = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(z ** 2, axis=(1, 2), keepdims=True)))
 
     def decoder_noise(key):
@@ -39,11 +39,9 @@ def vae_loss(vae, params, ecg, keys, kl_weight, latent_noise: float = 0.0):
       sigma = jax.random.uniform(sigma_key, (), maxval=latent_noise)
       return sigma * jax.random.normal(eps_key, z.shape[1:])
 
-    recon = vae.apply({'params': params}, z + rms * jax.vmap(decoder_noise)(keys),
-                      method=vae.decode)
+    z = z + rms * jax.vmap(decoder_noise)(keys)
     metrics['latent_rms'] = jnp.mean(rms)
-  else:
-    recon, mean, logvar = vae.apply({'params': params}, ecg, noise)
+  recon = vae.apply({'params': params}, z, method=vae.decode)
   sse = jnp.mean(jnp.sum((recon - ecg) ** 2, axis=(1, 2)))
   kl = jnp.mean(kl_divergence(mean, logvar))
   loss = sse + kl_weight * kl
