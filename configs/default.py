@@ -90,6 +90,10 @@ def get_config() -> ml_collections.ConfigDict:
   # (0: off, as the reference; the U-Net then has no null-condition parameter).
   config.diffusion.condition_dropout = 0.0
   config.diffusion.ema_decay = 0.0       # EMA of the U-Net weights (e.g. 0.999); 0: off
+  # Min-SNR-gamma loss weights, min(SNR_t, gamma) / SNR_t (training/losses.py): the low-noise
+  # steps count less, so more of the U-Net's fit goes where the beats are placed (0: off, as the
+  # reference; 5 is the value its authors recommend).
+  config.diffusion.min_snr_gamma = 0.0
   # Heart-rate augmentation of the training latents (datasets/augmentation.py, a named
   # simplification): this many time-stretched copies of each training record, rate changed by a
   # factor of at most stretch_max_factor within its rate band (0: off, as the reference).

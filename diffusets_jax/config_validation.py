@@ -40,6 +40,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if not 0.0 <= config.diffusion.ema_decay < 1.0:
     raise ValueError(f'diffusion.ema_decay must be in [0, 1) (0: no EMA), got '
                      f'{config.diffusion.ema_decay}')
+  if not config.diffusion.min_snr_gamma >= 0.0:  # also rejects NaN
+    raise ValueError(f'diffusion.min_snr_gamma must be >= 0 (0: unweighted loss), got '
+                     f'{config.diffusion.min_snr_gamma}')
   if config.diffusion.stretch_copies < 0 or config.diffusion.stretch_max_factor <= 1.0:
     raise ValueError(f'diffusion.stretch_copies must be >= 0 and diffusion.stretch_max_factor '
                      f'above 1, got {config.diffusion.stretch_copies} and '

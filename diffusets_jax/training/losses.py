@@ -49,12 +49,23 @@ def vae_loss(vae, params, ecg, keys, kl_weight, latent_noise: float = 0.0):
   return loss, dict(loss=loss, recon_sse=sse, kl=kl, recon_mae_mv=mae, **metrics)
 
 
+def min_snr_weight(schedule: Schedule, t, gamma: float):
+  """Min-SNR-gamma weight of the noise-prediction loss at timestep t (Hang et al. 2023):
+  min(SNR_t, gamma) / SNR_t with SNR_t = abar_t / (1 - abar_t). It is 1 where SNR_t <= gamma and
+  falls as gamma / SNR_t at the low-noise end, whose noise errors otherwise dominate the loss."""
+  abar = schedule.alphas_cumprod[t]
+  snr = abar / (1.0 - abar)
+  return jnp.minimum(snr, gamma) / snr
+
+
 def diffusion_loss(unet, params, schedule: Schedule, z0, cond, keys,
-                   condition_dropout: float = 0.0):
+                   condition_dropout: float = 0.0, min_snr_gamma: float = 0.0):
   """Noise-prediction loss: t ~ U{1..998} (the reference's randint(1, 999)), sum of squared error
   over the latent, batch mean. With condition_dropout > 0 that share of the examples (drawn per
   example) gets the U-Net's null condition (classifier-free guidance). A U-Net with dropout gets
-  one dropout key per example. Returns (loss, metrics)."""
+  one dropout key per example. min_snr_gamma > 0 weighs each example's error by
+  `min_snr_weight` (0, the reference: unweighted); `unweighted_loss` is then logged beside it.
+  Returns (loss, metrics)."""
   def draw(key):
     t_key, noise_key = jax.random.split(key)
     drop_key = jax.random.fold_in(key, 2)  # leaves the draws of t and noise as they were
@@ -64,10 +75,14 @@ def diffusion_loss(unet, params, schedule: Schedule, z0, cond, keys,
             jax.random.fold_in(key, 3))
 
   t, noise, drop, dropout_keys = jax.vmap(draw)(keys)
-  loss = jnp.mean(noise_prediction_error(unet, params, schedule, z0, cond, t, noise,
-                                         drop if condition_dropout > 0 else None,
-                                         dropout_keys if unet.dropout > 0 else None))
-  return loss, dict(loss=loss)
+  error = noise_prediction_error(unet, params, schedule, z0, cond, t, noise,
+                                 drop if condition_dropout > 0 else None,
+                                 dropout_keys if unet.dropout > 0 else None)
+  if min_snr_gamma <= 0:
+    loss = jnp.mean(error)
+    return loss, dict(loss=loss)
+  loss = jnp.mean(min_snr_weight(schedule, t, min_snr_gamma) * error)
+  return loss, dict(loss=loss, unweighted_loss=jnp.mean(error))
 
 
 def noise_prediction_error(unet, params, schedule: Schedule, z0, cond, t, noise, drop=None,

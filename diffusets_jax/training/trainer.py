@@ -463,7 +463,8 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
                 example_index=np.arange(batch_size)[rows])
 
   schedule = schedule_from_config(config)
-  p_step = steps.make_diffusion_step(unet, schedule, d.condition_dropout, d.ema_decay)
+  p_step = steps.make_diffusion_step(unet, schedule, d.condition_dropout, d.ema_decay,
+                                    d.min_snr_gamma)
   return run_loop('diffusion', config, workdir, state, p_step, batch_fn,
                   min(total, max_steps or total), lr_fn,
                   evaluate_fn=heldout_evaluator(config, workdir, unet, schedule, data))
