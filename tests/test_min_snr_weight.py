@@ -1,4 +1,6 @@
 """diffusion.min_snr_gamma: Min-SNR-gamma weights on the noise-prediction loss."""
+import json
+
 import numpy as np
 import jax
 import jax.numpy as jnp
@@ -8,6 +10,7 @@ from configs import diffusets
 from diffusets_jax import config_validation
 from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.diffusion.schedule import linear_schedule
+from diffusets_jax.io import plots
 from diffusets_jax.models import factory, unet
 from diffusets_jax.training import losses, steps, trainer
 
@@ -98,3 +101,17 @@ def test_gamma_is_validated(config, value):
 
 def test_off_in_the_paper_config():
   assert diffusets.get_config().diffusion.min_snr_gamma == 0.0
+
+
+def test_curves_show_the_weighted_and_unweighted_loss(tmp_path, monkeypatch):
+  (tmp_path / 'diffusion').mkdir()
+  rows = [dict(step=s, loss=10.0 / s, unweighted_loss=20.0 / s, learning_rate=1e-4)
+          for s in (1, 2, 3)]
+  (tmp_path / 'diffusion' / 'metrics.jsonl').write_text(
+      '\n'.join(json.dumps(r) for r in rows) + '\n')
+  figures = []
+  monkeypatch.setattr(plots.plt, 'close', figures.append)
+  plots.plot_training_curves(tmp_path)
+  lines = figures[0].axes[0].get_lines()
+  assert [line.get_label() for line in lines] == ['loss (Min-SNR weighted)', 'unweighted_loss']
+  np.testing.assert_allclose(lines[1].get_ydata(), [20.0, 10.0, 20.0 / 3])

@@ -30,9 +30,12 @@ def plot_training_curves(workdir) -> Path | None:
   for row, stage in zip(axes, stages):
     records = _read_jsonl(workdir / stage / 'metrics.jsonl')
     steps = [r['step'] for r in records]
-    keys = ['loss'] + [k for k in ('recon_mae_mv', 'kl', 'retrieval_accuracy') if k in records[0]]
+    keys = ['loss'] + [k for k in ('unweighted_loss', 'recon_mae_mv', 'kl', 'retrieval_accuracy')
+                       if k in records[0]]
     for key in keys:
-      row[0].plot(steps, [r[key] for r in records], label=key)
+      # With diffusion.min_snr_gamma the optimised loss is weighted; the held-out one is not.
+      label = 'loss (Min-SNR weighted)' if key == 'loss' and 'unweighted_loss' in keys else key
+      row[0].plot(steps, [r[key] for r in records], label=label)
     heldout_path = workdir / stage / 'heldout.jsonl'
     if heldout_path.exists():  # the same loss on val and on as many training records, fixed draws
       heldout = _read_jsonl(heldout_path)
