@@ -30,6 +30,10 @@ _STEPS = flags.DEFINE_integer('steps', None, 'DDIM steps (default: config sampli
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the sampler, the record choice and the halves.')
 _GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none. '
                                'Default: the config\'s sampling.guidance_scale.')
+_GUIDANCE_MIN_STEP = flags.DEFINE_integer(
+    'guidance_min_step', None, 'Guide only the denoising steps t >= this (0-999; the steps below '
+    'take the conditional prediction alone). Default: the config\'s sampling.guidance_min_step '
+    '(0: every step).')
 _DATASET = flags.DEFINE_string('dataset', None, 'Evaluate on one dataset of a model trained on '
                                'several (data.name ptbxl+ludb): ptbxl or ludb. Default: all of '
                                'them.')
@@ -45,7 +49,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   out = evaluator.evaluate(_WORKDIR.value, _SPLIT.value, _NUM.value, _CLIP_WORKDIR.value,
                            _SAMPLER.value, _STEPS.value, _SEED.value, _OUT.value, _SWEEP.value,
-                           _GUIDANCE.value, _DATASET.value, _PRECISION.value)
+                           _GUIDANCE.value, _DATASET.value, _PRECISION.value,
+                           _GUIDANCE_MIN_STEP.value)
   print(evaluator.summary_table(out / 'metrics.json'))
   for label, name in (('metrics', 'metrics.json'), ('report', 'report.md'),
                       ('generated ECGs', 'generated.npz')):

@@ -37,6 +37,10 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
 _GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none '
                                '(the conditional model alone). Default: the model config\'s '
                                'sampling.guidance_scale.')
+_GUIDANCE_MIN_STEP = flags.DEFINE_integer(
+    'guidance_min_step', None, 'Guide only the denoising steps t >= this (0-999; the steps below '
+    'take the conditional prediction alone). Default: the config\'s sampling.guidance_min_step '
+    '(0: every step).')
 _PRECISION = flags.DEFINE_enum('precision', None, ['float32', 'bfloat16'],
                                'Compute precision of the U-Net and VAE decoder (default: the '
                                'model config\'s; bfloat16 is for accelerators).')
@@ -74,6 +78,8 @@ def main(argv):
     generator = Generator.pretrained(text_encoder, precision=_PRECISION.value)
   else:
     generator = Generator.from_workdir(_WORKDIR.value, text_encoder, precision=_PRECISION.value)
+  if _GUIDANCE_MIN_STEP.value is not None:
+    generator.set_guidance_min_step(_GUIDANCE_MIN_STEP.value)
   ecgs = generator.generate(_TEXT.value, _AGE.value, None if sex == 'U' else sex, _HR.value,
                             _NUM.value, _SAMPLER.value, _STEPS.value, _SEED.value,
                             _GUIDANCE.value)
@@ -85,7 +91,8 @@ def main(argv):
   conditions = dict(model=_WORKDIR.value or 'pretrained', reports=_TEXT.value, prompt=prompt,
                     age=age, age_known=_AGE.value is not None, sex=sex, heart_rate=_HR.value,
                     sampler=sampler, steps=steps or generator.schedule.num_timesteps,
-                    guidance_scale=guidance, seed=_SEED.value,
+                    guidance_scale=guidance,
+                    guidance_min_step=generator.config.sampling.guidance_min_step, seed=_SEED.value,
                     text_encoder=generator.text_encoder.model)
   age_text = f'{age:g} y' if _AGE.value is not None else f'age unknown ({age:g} y used)'
   title = (f'{" | ".join(_TEXT.value)}\n{sex}, {age_text}, requested HR {_HR.value:g} bpm, '

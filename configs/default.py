@@ -105,6 +105,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.sampling.ddim_steps = 50
   config.sampling.clip = 1.0
   config.sampling.guidance_scale = 1.0   # 1: the conditional prediction alone (no guidance)
+  # Guide only the steps t >= this (the noisier ones, where the beats are placed); the steps
+  # below take the conditional prediction alone. 0: every step.
+  config.sampling.guidance_min_step = 0
   config.sampling.use_ema = True         # sample with the EMA weights where there are some
 
   # The ECG-text contrastive model of the evaluation (ResNet1d-18 + text MLP, spec section 6).

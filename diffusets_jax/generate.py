@@ -47,6 +47,7 @@ class Generator:
     self.vae_params = vae_params
     self.unet_params = unet_params
     self._placed_params = None
+    self._sample_traced = False
     self.schedule = trainer.schedule_from_config(config)
     if text_encoder is None:
       text_encoder = text_encoders.make_text_encoder(config.text)
@@ -181,6 +182,17 @@ class Generator:
                        f'use guidance scale 1')
     return scale
 
+  def set_guidance_min_step(self, min_step: int) -> None:
+    """Guide only the steps t >= min_step (sampling.guidance_min_step). Set it before the first
+    sample: the compiled sampler keeps the value it was traced with."""
+    if self._sample_traced:
+      raise RuntimeError('set_guidance_min_step must be called before the first sample: the '
+                         'compiled sampler keeps the value it was traced with')
+    if not 0 <= int(min_step) < self.schedule.num_timesteps:
+      raise ValueError(f'guidance_min_step must be in [0, {self.schedule.num_timesteps}), got '
+                       f'{min_step}')
+    self.config.sampling.guidance_min_step = int(min_step)
+
   def filled_age(self, age: float | None) -> float:
     """`age`, or for None the value this model recorded for an unknown age."""
     if age is not None:
@@ -196,13 +208,15 @@ class Generator:
     # at half the cost); otherwise the scale is a traced constant of one compiled program.
     # `sharding` lays the batch out over the devices: every per-example tensor is constrained
     # to it and XLA partitions the loop, so each device runs its share of the batch.
+    self._sample_traced = True  # runs while tracing: the config's values are now compiled in
     vae_params, unet_variables = params
     split = lambda x: jax.lax.with_sharding_constraint(x, sharding)
     cond = split(jnp.asarray(cond, jnp.float32))
     predict = lambda z, t, c: self.unet.apply(unet_variables, z, t, c)
     if guide:
       predict = samplers.guided(
-          lambda z, t, c, drop: self.unet.apply(unet_variables, z, t, c, drop), guidance_scale)
+          lambda z, t, c, drop: self.unet.apply(unet_variables, z, t, c, drop), guidance_scale,
+          self.config.sampling.guidance_min_step)
     eps_fn = lambda z, t, c: split(predict(split(z), t, c))
     decode_fn = lambda z: split(self.vae.apply({'params': vae_params}, split(z),
                                                method=self.vae.decode))

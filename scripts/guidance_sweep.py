@@ -39,6 +39,9 @@ def main():
   parser.add_argument('--sampler', default=None, help='default: the config\'s')
   parser.add_argument('--steps', type=int, default=None)
   parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--guidance_min_step', type=int, default=None,
+                      help='guide only the steps t >= this (default: the model\'s '
+                      'sampling.guidance_min_step, 0 for the shipped model: every step)')
   parser.add_argument('--out', required=True)
   args = parser.parse_args()
   if args.workdir is None and args.clip_workdir is None:
@@ -50,7 +53,8 @@ def main():
     folder = evaluator.evaluate(args.workdir, args.split, clip_workdir=args.clip_workdir,
                                 sampler=args.sampler, steps=args.steps,
                                 seed=args.seed, out=out / f'scale_{scale:g}',
-                                guidance_scale=scale)
+                                guidance_scale=scale,
+                                guidance_min_step=args.guidance_min_step)
     metrics = json.loads((folder / 'metrics.json').read_text())
     row = dict(scale=scale, sweep_mae_bpm=metrics['heart_rate_sweep']['mae_bpm'],
                unmeasured=metrics['feature']['heart_rate_unmeasured']['generated'],

@@ -11,12 +11,14 @@ import jax.numpy as jnp
 from diffusets_jax.diffusion.schedule import Schedule
 
 
-def guided(eps_fn_with_drop: Callable, guidance_scale) -> Callable:
+def guided(eps_fn_with_drop: Callable, guidance_scale, min_step: int = 0) -> Callable:
   """Classifier-free guidance as an eps_fn: eps_c + (s - 1) (eps_c - eps_u).
 
   `eps_fn_with_drop(z, t, cond, drop)` is the U-Net with a null condition; the conditional and
   unconditional predictions come from one call on the doubled batch. Written with s - 1 so that
   s = 1 adds exactly zero to eps_c. `guidance_scale` may be traced (it is a scan constant).
+  Steps t < min_step take the conditional prediction alone (guidance in a limited interval,
+  Kynkaanniemi et al. 2024); 0 guides every step.
   """
   def eps_fn(z_t, t, cond):
     n = z_t.shape[0]
@@ -24,7 +26,10 @@ def guided(eps_fn_with_drop: Callable, guidance_scale) -> Callable:
     both = eps_fn_with_drop(jnp.concatenate([z_t, z_t]), jnp.concatenate([t, t]),
                             jnp.concatenate([cond, cond]), drop)
     eps_c, eps_u = both[:n], both[n:]
-    return eps_c + (guidance_scale - 1.0) * (eps_c - eps_u)
+    if min_step <= 0:
+      return eps_c + (guidance_scale - 1.0) * (eps_c - eps_u)
+    scale = jnp.where(t >= min_step, guidance_scale, 1.0).reshape((n,) + (1,) * (z_t.ndim - 1))
+    return eps_c + (scale - 1.0) * (eps_c - eps_u)
 
   return eps_fn
 

@@ -221,11 +221,13 @@ def error_by_band(error, centred_real) -> list[dict]:
 def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
              sampler: str | None = None, steps: int | None = None, seed: int = 0, out=None,
              sweep: bool = True, guidance_scale: float | None = None,
-             dataset: str | None = None, precision: str | None = None) -> Path:
+             dataset: str | None = None, precision: str | None = None,
+             guidance_min_step: int | None = None) -> Path:
   """Runs the protocol for a trained workdir (None: the shipped pretrained model, which then
   needs clip_workdir and out); returns the output folder (written whole or not at all: a failed
   run leaves no partial folder). `dataset`: one dataset of a model trained on several (default:
-  the split of all of them)."""
+  the split of all of them). guidance_min_step: guide only steps t >= it (None: the model's
+  sampling.guidance_min_step)."""
   if workdir is None and (clip_workdir is None or out is None):
     raise ValueError('evaluating the pretrained model needs --clip_workdir (a workdir with a '
                      'trained clip stage) and --out')
@@ -237,6 +239,8 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   # Sampling spreads each batch over every local device (Generator).
   generator = (Generator.pretrained(precision=precision) if workdir is None
                else Generator.from_workdir(workdir, precision=precision))
+  if guidance_min_step is not None:
+    generator.set_guidance_min_step(guidance_min_step)
   features = ClipFeatures.from_workdir(clip_workdir)
   check_text_match(generator, features)
   config = generator.config
@@ -282,6 +286,7 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
       workdir=str(workdir or 'pretrained'), clip_workdir=str(clip_workdir), split=split,
       dataset=dataset or config.data.name, num=len(index), seed=seed, sampler=used_sampler,
       steps=used_steps or config.diffusion.num_timesteps, guidance_scale=guidance_scale,
+      guidance_min_step=config.sampling.guidance_min_step,
       precision=precision or config.precision, devices=len(generator.devices),
       text=trainer.describe_text(generator.conditioning['text']), vae=vae_result, **result,
       heart_rate_sweep=None if sweep_result is None else {

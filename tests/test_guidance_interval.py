@@ -1,0 +1,54 @@
+"""sampling.guidance_min_step: classifier-free guidance on the noisier steps only."""
+import numpy as np
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs import diffusets
+from diffusets_jax import config_validation
+from diffusets_jax.diffusion import samplers
+from diffusets_jax.generate import Generator
+
+
+def eps_fn_with_drop(z, t, c, drop):
+  return jnp.where(drop[:, None, None], -0.3 * z, z * c[:, None, :1] + t[:, None, None])
+
+
+def test_steps_below_the_interval_take_the_conditional_prediction():
+  z = jax.random.normal(jax.random.PRNGKey(0), (4, 16, 4))
+  t = jnp.array([5, 199, 200, 900])
+  c = jax.random.normal(jax.random.PRNGKey(1), (4, 9))
+  conditional = z * c[:, None, :1] + t[:, None, None]
+  full = conditional + 2.0 * (conditional + 0.3 * z)
+  out = np.asarray(samplers.guided(eps_fn_with_drop, 3.0, min_step=200)(z, t, c))
+  np.testing.assert_array_equal(out[:2], conditional[:2])  # bit for bit: s - 1 = 0
+  np.testing.assert_allclose(out[2:], full[2:], rtol=1e-5)
+  # 0 guides every step, exactly as without the option.
+  np.testing.assert_array_equal(samplers.guided(eps_fn_with_drop, 3.0, min_step=0)(z, t, c),
+                                samplers.guided(eps_fn_with_drop, 3.0)(z, t, c))
+
+
+def test_interval_changes_the_samples_and_is_fixed_once_compiled(guided_workdir):
+  kwargs = dict(reports='Sinus rhythm', age=50, sex='F', heart_rate=70, num=2, sampler='ddim',
+                steps=5, seed=3, guidance_scale=3.0)
+  every = Generator.from_workdir(guided_workdir).generate(**kwargs)
+  gen = Generator.from_workdir(guided_workdir)
+  gen.set_guidance_min_step(500)  # DDIM 5 steps: t = 800, 600 guided; 400, 200, 0 not
+  limited = gen.generate(**kwargs)
+  unguided = Generator.from_workdir(guided_workdir).generate(**{**kwargs, 'guidance_scale': 1.0})
+  assert np.all(np.isfinite(limited))
+  assert np.abs(limited - every).max() > 1e-4 and np.abs(limited - unguided).max() > 1e-4
+  with pytest.raises(RuntimeError, match='before the first sample'):
+    gen.set_guidance_min_step(0)
+
+
+def test_guidance_min_step_is_validated(config, guided_workdir):
+  config.sampling.guidance_min_step = config.diffusion.num_timesteps
+  with pytest.raises(ValueError, match='sampling.guidance_min_step'):
+    config_validation.validate(config)
+  with pytest.raises(ValueError, match='guidance_min_step'):
+    Generator.from_workdir(guided_workdir).set_guidance_min_step(-1)
+
+
+def test_off_in_the_paper_config():
+  assert diffusets.get_config().sampling.guidance_min_step == 0
