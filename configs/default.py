@@ -91,8 +91,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.diffusion.condition_dropout = 0.0
   config.diffusion.ema_decay = 0.0       # EMA of the U-Net weights (e.g. 0.999); 0: off
   # Min-SNR-gamma loss weights, min(SNR_t, gamma) / SNR_t (training/losses.py): the low-noise
-  # steps count less, so more of the U-Net's fit goes where the beats are placed (0: off, as the
-  # reference; 5 is the value its authors recommend).
+  # steps count less (0: off, as the reference; 5 is its authors' default). At 5 on the shipped
+  # recipe it lost beats in the last steps and was worse on val (docs/pretrained.md).
   config.diffusion.min_snr_gamma = 0.0
   # Heart-rate augmentation of the training latents (datasets/augmentation.py, a named
   # simplification): this many time-stretched copies of each training record, rate changed by a
@@ -105,8 +105,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.sampling.ddim_steps = 50
   config.sampling.clip = 1.0
   config.sampling.guidance_scale = 1.0   # 1: the conditional prediction alone (no guidance)
-  # Guide only the steps t >= this (the noisier ones, where the beats are placed); the steps
-  # below take the conditional prediction alone. 0: every step.
+  # Guide only the steps t >= this (the noisier ones); the steps below take the conditional
+  # prediction alone. 0: every step. 200 and 400 cost fewer beats but not a closer rate on the
+  # shipped model (docs/pretrained.md, "Guidance scale").
   config.sampling.guidance_min_step = 0
   config.sampling.use_ema = True         # sample with the EMA weights where there are some
 
