@@ -26,9 +26,9 @@ def guided(eps_fn_with_drop: Callable, guidance_scale, min_step: int = 0) -> Cal
     both = eps_fn_with_drop(jnp.concatenate([z_t, z_t]), jnp.concatenate([t, t]),
                             jnp.concatenate([cond, cond]), drop)
     eps_c, eps_u = both[:n], both[n:]
-    if min_step <= 0:
-      return eps_c + (guidance_scale - 1.0) * (eps_c - eps_u)
-    scale = jnp.where(t >= min_step, guidance_scale, 1.0).reshape((n,) + (1,) * (z_t.ndim - 1))
+    scale = guidance_scale
+    if min_step > 0:  # per example: 1 below the interval
+      scale = jnp.where(t >= min_step, guidance_scale, 1.0).reshape((n,) + (1,) * (z_t.ndim - 1))
     return eps_c + (scale - 1.0) * (eps_c - eps_u)
 
   return eps_fn
