@@ -78,25 +78,25 @@ def main(argv):
     generator = Generator.pretrained(text_encoder, precision=_PRECISION.value)
   else:
     generator = Generator.from_workdir(_WORKDIR.value, text_encoder, precision=_PRECISION.value)
-  if _GUIDANCE_MIN_STEP.value is not None:
-    generator.set_guidance_min_step(_GUIDANCE_MIN_STEP.value)
   ecgs = generator.generate(_TEXT.value, _AGE.value, None if sex == 'U' else sex, _HR.value,
                             _NUM.value, _SAMPLER.value, _STEPS.value, _SEED.value,
-                            _GUIDANCE.value)
+                            _GUIDANCE.value, _GUIDANCE_MIN_STEP.value)
   age = generator.filled_age(_AGE.value)
   out = Path(_OUT.value)
   prompt = generator.prompt(_TEXT.value)
   sampler, steps = generator.sampler_settings(_SAMPLER.value, _STEPS.value)
   guidance = generator.guidance(_GUIDANCE.value)
+  guidance_min_step = generator.guidance_min_step(_GUIDANCE_MIN_STEP.value)
   conditions = dict(model=_WORKDIR.value or 'pretrained', reports=_TEXT.value, prompt=prompt,
                     age=age, age_known=_AGE.value is not None, sex=sex, heart_rate=_HR.value,
                     sampler=sampler, steps=steps or generator.schedule.num_timesteps,
                     guidance_scale=guidance,
-                    guidance_min_step=generator.config.sampling.guidance_min_step, seed=_SEED.value,
+                    guidance_min_step=guidance_min_step, seed=_SEED.value,
                     text_encoder=generator.text_encoder.model)
   age_text = f'{age:g} y' if _AGE.value is not None else f'age unknown ({age:g} y used)'
+  interval = f' on t >= {guidance_min_step}' if guidance_min_step and guidance != 1 else ''
   title = (f'{" | ".join(_TEXT.value)}\n{sex}, {age_text}, requested HR {_HR.value:g} bpm, '
-           f'{sampler}, guidance {guidance:g}, seed {_SEED.value}')
+           f'{sampler}, guidance {guidance:g}{interval}, seed {_SEED.value}')
   for i, ecg in enumerate(ecgs):
     name = f'ecg_{i:03d}'
     ecg_files.write_wfdb(ecg, out, name, float(_WFDB_RATE.value),

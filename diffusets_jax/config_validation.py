@@ -4,6 +4,7 @@ from pathlib import Path
 import ml_collections
 
 from diffusets_jax.conditioning import text_encoders
+from diffusets_jax.diffusion import samplers
 from diffusets_jax.models import layers
 
 
@@ -59,9 +60,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.sampling.guidance_scale < 0:
     raise ValueError(f'sampling.guidance_scale must be non-negative, got '
                      f'{config.sampling.guidance_scale}')
-  if not 0 <= config.sampling.guidance_min_step < config.diffusion.num_timesteps:
-    raise ValueError(f'sampling.guidance_min_step must be in [0, diffusion.num_timesteps = '
-                     f'{config.diffusion.num_timesteps}), got {config.sampling.guidance_min_step}')
+  samplers.check_guidance_min_step(config.sampling.guidance_min_step,
+                                   config.diffusion.num_timesteps, 'sampling.guidance_min_step')
   if config.sampling.sampler not in ('ddpm', 'ddim'):
     raise ValueError(f"sampling.sampler must be 'ddpm' or 'ddim', got {config.sampling.sampler!r}")
   if config.train.heldout_every_steps < 0 or config.train.heldout_records < 1:

@@ -47,7 +47,6 @@ class Generator:
     self.vae_params = vae_params
     self.unet_params = unet_params
     self._placed_params = None
-    self._sample_traced = False
     self.schedule = trainer.schedule_from_config(config)
     if text_encoder is None:
       text_encoder = text_encoders.make_text_encoder(config.text)
@@ -119,14 +118,17 @@ class Generator:
   def generate_from_conditions(self, cond, sampler: str | None = None, steps: int | None = None,
                                seed: int = 0, batch_size: int = 64,
                                progress: str | None = None,
-                               guidance_scale: float | None = None) -> np.ndarray:
+                               guidance_scale: float | None = None,
+                               guidance_min_step: int | None = None) -> np.ndarray:
     """ECGs (n, 1024, 12) mV for condition vectors (n, d_text + 3), generated `batch_size` at a
     time (the last batch padded, so one shape compiles once), each batch split over the
     devices; batch_size is rounded up to a multiple of their number. Batch b uses the key
-    fold_in(PRNGKey(seed), b): the result depends on seed and batch_size only."""
+    fold_in(PRNGKey(seed), b): the result depends on seed and batch_size only.
+    guidance_scale, guidance_min_step: as in `generate`."""
     batch_size = -(-batch_size // len(self.devices)) * len(self.devices)
     sampler, steps = self.sampler_settings(sampler, steps)
     guidance_scale = self.guidance(guidance_scale)
+    guidance_min_step = self.guidance_min_step(guidance_min_step)
     cond = np.asarray(cond, np.float32)
     out = []
     starts = range(0, len(cond), batch_size)
@@ -136,7 +138,7 @@ class Generator:
       padded = np.zeros((batch_size, cond.shape[1]), np.float32)
       padded[:len(chunk)] = chunk
       ecg, _ = self._sample(self.params(), padded, batch_size, sampler, steps,
-                            guidance_scale != 1.0, guidance_scale,
+                            guidance_scale != 1.0, guidance_scale, guidance_min_step,
                             jax.random.fold_in(jax.random.PRNGKey(seed), batch),
                             self.batch_sharding(batch_size))
       out.append(np.asarray(ecg)[:len(chunk)])
@@ -182,16 +184,12 @@ class Generator:
                        f'use guidance scale 1')
     return scale
 
-  def set_guidance_min_step(self, min_step: int) -> None:
-    """Guide only the steps t >= min_step (sampling.guidance_min_step). Set it before the first
-    sample: the compiled sampler keeps the value it was traced with."""
-    if self._sample_traced:
-      raise RuntimeError('set_guidance_min_step must be called before the first sample: the '
-                         'compiled sampler keeps the value it was traced with')
-    if not 0 <= int(min_step) < self.schedule.num_timesteps:
-      raise ValueError(f'guidance_min_step must be in [0, {self.schedule.num_timesteps}), got '
-                       f'{min_step}')
-    self.config.sampling.guidance_min_step = int(min_step)
+  def guidance_min_step(self, min_step: int | None) -> int:
+    """Validated first guided step: guidance on the steps t >= it only, the conditional
+    prediction alone below (None: the config's sampling.guidance_min_step; 0: every step)."""
+    return samplers.check_guidance_min_step(
+        self.config.sampling.guidance_min_step if min_step is None else min_step,
+        self.schedule.num_timesteps)
 
   def filled_age(self, age: float | None) -> float:
     """`age`, or for None the value this model recorded for an unknown age."""
@@ -202,13 +200,14 @@ class Generator:
                        'recorded value for an unknown age')
     return self.conditioning['missing_age']
 
-  @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6, 9))
-  def _sample(self, params, cond, num, sampler, steps, guide, guidance_scale, rng, sharding):
+  @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6, 8, 10))
+  def _sample(self, params, cond, num, sampler, steps, guide, guidance_scale, guidance_min_step,
+              rng, sharding):
     # `guide` is static: at scale 1 the unguided program runs (exactly the conditional model,
     # at half the cost); otherwise the scale is a traced constant of one compiled program.
+    # guidance_min_step is static (a Python branch in samplers.guided): one program per value.
     # `sharding` lays the batch out over the devices: every per-example tensor is constrained
     # to it and XLA partitions the loop, so each device runs its share of the batch.
-    self._sample_traced = True  # runs while tracing: the config's values are now compiled in
     vae_params, unet_variables = params
     split = lambda x: jax.lax.with_sharding_constraint(x, sharding)
     cond = split(jnp.asarray(cond, jnp.float32))
@@ -216,7 +215,7 @@ class Generator:
     if guide:
       predict = samplers.guided(
           lambda z, t, c, drop: self.unet.apply(unet_variables, z, t, c, drop), guidance_scale,
-          self.config.sampling.guidance_min_step)
+          guidance_min_step)
     eps_fn = lambda z, t, c: split(predict(split(z), t, c))
     decode_fn = lambda z: split(self.vae.apply({'params': vae_params}, split(z),
                                                method=self.vae.decode))
@@ -228,22 +227,26 @@ class Generator:
 
   def generate(self, reports, age: float | None, sex: str | None, heart_rate: float, num: int = 1,
                sampler: str | None = None, steps: int | None = None, seed: int = 0,
-               guidance_scale: float | None = None) -> np.ndarray:
+               guidance_scale: float | None = None,
+               guidance_min_step: int | None = None) -> np.ndarray:
     """ECGs (num, 1024, 12) in mV, standard lead order, 102.4 Hz.
 
     reports: one report or several in order of importance; age in years (0-120) or None
     (unknown); sex 'M', 'F' or None (unknown); heart_rate in bpm (20-300); sampler 'ddpm'
     (1000 ancestral steps, the reference) or 'ddim' (`steps` deterministic steps); both run as
     one jitted scan including the VAE decode. guidance_scale: classifier-free guidance (None:
-    the config's; 1: none).
+    the config's; 1: none). guidance_min_step: guide only the steps t >= it (None: the
+    config's; 0: every step).
     """
     if num < 1:
       raise ValueError(f'num must be at least 1, got {num}')
     sampler, steps = self.sampler_settings(sampler, steps)
     guidance_scale = self.guidance(guidance_scale)
+    guidance_min_step = self.guidance_min_step(guidance_min_step)
     cond = self.condition(reports, age, sex, heart_rate, num)
     ecg, _ = self._sample(self.params(), cond, num, sampler, steps,
-                          guidance_scale != 1.0, guidance_scale, jax.random.PRNGKey(seed),
+                          guidance_scale != 1.0, guidance_scale, guidance_min_step,
+                          jax.random.PRNGKey(seed),
                           self.batch_sharding(num))
     return np.asarray(ecg)
 

@@ -19,7 +19,7 @@ def main():
   guided = [g.generate('Sinus bradycardia', 60, 'M', 50, num=4, sampler='ddim', steps=4,
                        guidance_scale=3.0) for g in (everywhere, one)]
   ecg, _ = everywhere._sample(everywhere.params(), np.asarray(cond[:4]), 4, 'ddim', 4, False,
-                              1.0, jax.random.PRNGKey(0), everywhere.batch_sharding(4))
+                              1.0, 0, jax.random.PRNGKey(0), everywhere.batch_sharding(4))
   print(json.dumps(dict(
       devices=len(everywhere.devices),
       devices_holding_the_batch=len(ecg.sharding.device_set),

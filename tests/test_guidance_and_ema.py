@@ -88,7 +88,7 @@ def test_guidance_scale_one_is_the_unguided_sampler(guided_workdir, sampler):
   cond = jnp.asarray(gen.condition('Sinus rhythm', 50, 'F', 70, 2))
   params = gen.params()
   sampler_steps = 5 if sampler == 'ddim' else 0
-  traced_one, _ = gen._sample(params, cond, 2, sampler, sampler_steps, True, 1.0,
+  traced_one, _ = gen._sample(params, cond, 2, sampler, sampler_steps, True, 1.0, 0,
                               jax.random.PRNGKey(3), gen.batch_sharding(2))
   np.testing.assert_allclose(np.asarray(traced_one), unguided, atol=1e-4)
   guided = gen.generate(**kwargs, guidance_scale=3.0)

@@ -11,6 +11,14 @@ import jax.numpy as jnp
 from diffusets_jax.diffusion.schedule import Schedule
 
 
+def check_guidance_min_step(min_step, num_timesteps: int, name: str = 'guidance_min_step') -> int:
+  """min_step as an int, or a ValueError naming `name` unless it is in [0, num_timesteps)."""
+  if not 0 <= min_step < num_timesteps or min_step != int(min_step):
+    raise ValueError(f'{name} must be an integer in [0, {num_timesteps}) (the number of '
+                     f'diffusion steps), got {min_step}')
+  return int(min_step)
+
+
 def guided(eps_fn_with_drop: Callable, guidance_scale, min_step: int = 0) -> Callable:
   """Classifier-free guidance as an eps_fn: eps_c + (s - 1) (eps_c - eps_u).
 

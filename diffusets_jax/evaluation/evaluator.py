@@ -150,7 +150,7 @@ def check_text_match(generator: Generator, features: ClipFeatures) -> None:
 
 
 def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed,
-                     guidance_scale=None) -> dict:
+                     guidance_scale=None, guidance_min_step=None) -> dict:
   """The paper's sweep: one report, age and sex, requested heart rate over `sweep_rates`;
   mean and sd of the measured rate per requested rate."""
   rates = np.repeat(np.asarray(evaluation.sweep_rates, np.float64), evaluation.sweep_samples)
@@ -159,7 +159,8 @@ def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed,
                               [evaluation.sweep_sex] * len(rates), rates)
   ecg = generator.generate_from_conditions(cond, sampler, steps, seed + 1,
                                            evaluation.batch_size, progress='heart-rate sweep',
-                                           guidance_scale=guidance_scale)
+                                           guidance_scale=guidance_scale,
+                                           guidance_min_step=guidance_min_step)
   measured = hr_detector.heart_rate(ecg)
   rows = []
   for rate in evaluation.sweep_rates:
@@ -239,13 +240,12 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   # Sampling spreads each batch over every local device (Generator).
   generator = (Generator.pretrained(precision=precision) if workdir is None
                else Generator.from_workdir(workdir, precision=precision))
-  if guidance_min_step is not None:
-    generator.set_guidance_min_step(guidance_min_step)
   features = ClipFeatures.from_workdir(clip_workdir)
   check_text_match(generator, features)
   config = generator.config
   evaluation = config.evaluation
   guidance_scale = generator.guidance(guidance_scale)
+  guidance_min_step = generator.guidance_min_step(guidance_min_step)
   data = input_pipeline.read_all(input_pipeline.open_split(config.data, split, dataset))
   index = select_records(len(data['ecg']), num, seed, split)
   real_ecg = data['ecg'][index]
@@ -260,7 +260,8 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   cond = generator.conditions(reports, ages, sexes, requested_hr)
   generated = generator.generate_from_conditions(cond, sampler, steps, seed,
                                                  evaluation.batch_size, progress=f'generate {split}',
-                                                 guidance_scale=guidance_scale)
+                                                 guidance_scale=guidance_scale,
+                                                 guidance_min_step=guidance_min_step)
   timings['generate_s'] = time.time() - start
 
   start = time.time()
@@ -274,7 +275,8 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   sweep_result = None
   if sweep:
     start = time.time()
-    sweep_result = heart_rate_sweep(generator, evaluation, sampler, steps, seed, guidance_scale)
+    sweep_result = heart_rate_sweep(generator, evaluation, sampler, steps, seed, guidance_scale,
+                                    guidance_min_step)
     timings['sweep_s'] = time.time() - start
 
   start = time.time()
@@ -286,7 +288,7 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
       workdir=str(workdir or 'pretrained'), clip_workdir=str(clip_workdir), split=split,
       dataset=dataset or config.data.name, num=len(index), seed=seed, sampler=used_sampler,
       steps=used_steps or config.diffusion.num_timesteps, guidance_scale=guidance_scale,
-      guidance_min_step=config.sampling.guidance_min_step,
+      guidance_min_step=guidance_min_step,
       precision=precision or config.precision, devices=len(generator.devices),
       text=trainer.describe_text(generator.conditioning['text']), vae=vae_result, **result,
       heart_rate_sweep=None if sweep_result is None else {
