@@ -31,8 +31,12 @@ _HR = flags.DEFINE_float('hr', None, 'Heart rate in bpm, 20-300.')
 _NUM = flags.DEFINE_integer('num', 4, 'How many ECGs to generate.')
 _SAMPLER = flags.DEFINE_enum('sampler', None, ['ddpm', 'ddim'],
                              'ddpm: the reference 1000-step ancestral sampler; ddim: --steps '
-                             'deterministic steps. Default: the config\'s sampling.sampler.')
+                             'steps, deterministic unless --ddim_eta > 0. Default: the config\'s '
+                             'sampling.sampler.')
 _STEPS = flags.DEFINE_integer('steps', None, 'DDIM steps (default: config sampling.ddim_steps).')
+_DDIM_ETA = flags.DEFINE_float('ddim_eta', None, 'DDIM\'s fresh noise per step, 0 (deterministic) '
+                               'to 1 (the DDPM posterior\'s). Default: the config\'s '
+                               'sampling.ddim_eta.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
 _GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none '
                                '(the conditional model alone). Default: the model config\'s '
@@ -80,23 +84,25 @@ def main(argv):
     generator = Generator.from_workdir(_WORKDIR.value, text_encoder, precision=_PRECISION.value)
   ecgs = generator.generate(_TEXT.value, _AGE.value, None if sex == 'U' else sex, _HR.value,
                             _NUM.value, _SAMPLER.value, _STEPS.value, _SEED.value,
-                            _GUIDANCE.value, _GUIDANCE_MIN_STEP.value)
+                            _GUIDANCE.value, _GUIDANCE_MIN_STEP.value, _DDIM_ETA.value)
   age = generator.filled_age(_AGE.value)
   out = Path(_OUT.value)
   prompt = generator.prompt(_TEXT.value)
   sampler, steps = generator.sampler_settings(_SAMPLER.value, _STEPS.value)
+  ddim_eta = generator.ddim_eta(_DDIM_ETA.value, sampler)
   guidance = generator.guidance(_GUIDANCE.value)
   guidance_min_step = generator.guidance_min_step(_GUIDANCE_MIN_STEP.value)
   conditions = dict(model=_WORKDIR.value or 'pretrained', reports=_TEXT.value, prompt=prompt,
                     age=age, age_known=_AGE.value is not None, sex=sex, heart_rate=_HR.value,
                     sampler=sampler, steps=steps or generator.schedule.num_timesteps,
-                    guidance_scale=guidance,
+                    ddim_eta=ddim_eta if sampler == 'ddim' else None, guidance_scale=guidance,
                     guidance_min_step=guidance_min_step, seed=_SEED.value,
                     text_encoder=generator.text_encoder.model)
   age_text = f'{age:g} y' if _AGE.value is not None else f'age unknown ({age:g} y used)'
   interval = f' on t >= {guidance_min_step}' if guidance_min_step and guidance != 1 else ''
+  eta = f' eta {ddim_eta:g}' if ddim_eta else ''
   title = (f'{" | ".join(_TEXT.value)}\n{sex}, {age_text}, requested HR {_HR.value:g} bpm, '
-           f'{sampler}, guidance {guidance:g}{interval}, seed {_SEED.value}')
+           f'{sampler}{eta}, guidance {guidance:g}{interval}, seed {_SEED.value}')
   for i, ecg in enumerate(ecgs):
     name = f'ecg_{i:03d}'
     ecg_files.write_wfdb(ecg, out, name, float(_WFDB_RATE.value),

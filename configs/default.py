@@ -103,6 +103,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.sampling = ml_collections.ConfigDict()
   config.sampling.sampler = 'ddpm'
   config.sampling.ddim_steps = 50
+  # Fresh noise per DDIM step: 0 is deterministic DDIM, 1 the DDPM posterior's variance on every
+  # step (DDIM over all 1000 steps at 1 is the reference's DDPM sampler; docs/pretrained.md).
+  config.sampling.ddim_eta = 0.0
   config.sampling.clip = 1.0
   config.sampling.guidance_scale = 1.0   # 1: the conditional prediction alone (no guidance)
   # Guide only the steps t >= this (the noisier ones); the steps below take the conditional

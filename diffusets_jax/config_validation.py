@@ -62,6 +62,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                      f'{config.sampling.guidance_scale}')
   samplers.check_guidance_min_step(config.sampling.guidance_min_step,
                                    config.diffusion.num_timesteps, 'sampling.guidance_min_step')
+  samplers.check_ddim_eta(config.sampling.ddim_eta, 'sampling.ddim_eta')
   if config.sampling.sampler not in ('ddpm', 'ddim'):
     raise ValueError(f"sampling.sampler must be 'ddpm' or 'ddim', got {config.sampling.sampler!r}")
   if config.train.heldout_every_steps < 0 or config.train.heldout_records < 1:

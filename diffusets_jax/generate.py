@@ -119,14 +119,16 @@ class Generator:
                                seed: int = 0, batch_size: int = 64,
                                progress: str | None = None,
                                guidance_scale: float | None = None,
-                               guidance_min_step: int | None = None) -> np.ndarray:
+                               guidance_min_step: int | None = None,
+                               ddim_eta: float | None = None) -> np.ndarray:
     """ECGs (n, 1024, 12) mV for condition vectors (n, d_text + 3), generated `batch_size` at a
     time (the last batch padded, so one shape compiles once), each batch split over the
     devices; batch_size is rounded up to a multiple of their number. Batch b uses the key
     fold_in(PRNGKey(seed), b): the result depends on seed and batch_size only.
-    guidance_scale, guidance_min_step: as in `generate`."""
+    guidance_scale, guidance_min_step, ddim_eta: as in `generate`."""
     batch_size = -(-batch_size // len(self.devices)) * len(self.devices)
     sampler, steps = self.sampler_settings(sampler, steps)
+    ddim_eta = self.ddim_eta(ddim_eta, sampler)
     guidance_scale = self.guidance(guidance_scale)
     guidance_min_step = self.guidance_min_step(guidance_min_step)
     cond = np.asarray(cond, np.float32)
@@ -140,7 +142,7 @@ class Generator:
       ecg, _ = self._sample(self.params(), padded, batch_size, sampler, steps,
                             guidance_scale != 1.0, guidance_scale, guidance_min_step,
                             jax.random.fold_in(jax.random.PRNGKey(seed), batch),
-                            self.batch_sharding(batch_size))
+                            self.batch_sharding(batch_size), ddim_eta)
       out.append(np.asarray(ecg)[:len(chunk)])
     return np.concatenate(out)
 
@@ -171,6 +173,17 @@ class Generator:
       return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec('batch'))
     return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
 
+  def ddim_eta(self, eta: float | None, sampler: str) -> float:
+    """Validated DDIM eta for `sampler` (None: the config's sampling.ddim_eta): 0 deterministic,
+    up to 1, the DDPM posterior's noise on every step. The ddpm sampler has its own noise, so it
+    gets 0, and an eta > 0 asked for with it is an error."""
+    if sampler == 'ddpm':
+      if eta:
+        raise ValueError(f'ddim_eta applies to the ddim sampler only (the ddpm sampler adds its '
+                         f'own noise); got ddim_eta {eta} with sampler ddpm')
+      return 0.0
+    return samplers.check_ddim_eta(self.config.sampling.ddim_eta if eta is None else eta)
+
   def guidance(self, guidance_scale: float | None) -> float:
     """Validated classifier-free guidance scale (None: the config's sampling.guidance_scale).
     1 is the conditional model alone; above 1 needs a model trained with condition dropout."""
@@ -200,12 +213,13 @@ class Generator:
                        'recorded value for an unknown age')
     return self.conditioning['missing_age']
 
-  @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6, 8, 10))
+  @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6, 8, 10, 11))
   def _sample(self, params, cond, num, sampler, steps, guide, guidance_scale, guidance_min_step,
-              rng, sharding):
+              rng, sharding, ddim_eta=0.0):
     # `guide` is static: at scale 1 the unguided program runs (exactly the conditional model,
     # at half the cost); otherwise the scale is a traced constant of one compiled program.
-    # guidance_min_step is static (a Python branch in samplers.guided): one program per value.
+    # guidance_min_step and ddim_eta are static (Python branches in the samplers): one program
+    # per value.
     # `sharding` lays the batch out over the devices: every per-example tensor is constrained
     # to it and XLA partitions the loop, so each device runs its share of the batch.
     vae_params, unet_variables = params
@@ -223,31 +237,35 @@ class Generator:
     clip = self.config.sampling.clip
     if sampler == 'ddpm':
       return samplers.ddpm_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng, clip)
-    return samplers.ddim_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng, steps, clip)
+    return samplers.ddim_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng, steps, clip,
+                                ddim_eta)
 
   def generate(self, reports, age: float | None, sex: str | None, heart_rate: float, num: int = 1,
                sampler: str | None = None, steps: int | None = None, seed: int = 0,
                guidance_scale: float | None = None,
-               guidance_min_step: int | None = None) -> np.ndarray:
+               guidance_min_step: int | None = None,
+               ddim_eta: float | None = None) -> np.ndarray:
     """ECGs (num, 1024, 12) in mV, standard lead order, 102.4 Hz.
 
     reports: one report or several in order of importance; age in years (0-120) or None
     (unknown); sex 'M', 'F' or None (unknown); heart_rate in bpm (20-300); sampler 'ddpm'
-    (1000 ancestral steps, the reference) or 'ddim' (`steps` deterministic steps); both run as
-    one jitted scan including the VAE decode. guidance_scale: classifier-free guidance (None:
-    the config's; 1: none). guidance_min_step: guide only the steps t >= it (None: the
-    config's; 0: every step).
+    (1000 ancestral steps, the reference) or 'ddim' (`steps` steps); both run as one jitted
+    scan including the VAE decode. guidance_scale: classifier-free guidance (None: the
+    config's; 1: none). guidance_min_step: guide only the steps t >= it (None: the config's; 0:
+    every step). ddim_eta: the ddim sampler's fresh noise per step, 0 (deterministic) to 1 (the
+    DDPM posterior's; None: the config's sampling.ddim_eta).
     """
     if num < 1:
       raise ValueError(f'num must be at least 1, got {num}')
     sampler, steps = self.sampler_settings(sampler, steps)
+    ddim_eta = self.ddim_eta(ddim_eta, sampler)
     guidance_scale = self.guidance(guidance_scale)
     guidance_min_step = self.guidance_min_step(guidance_min_step)
     cond = self.condition(reports, age, sex, heart_rate, num)
     ecg, _ = self._sample(self.params(), cond, num, sampler, steps,
                           guidance_scale != 1.0, guidance_scale, guidance_min_step,
                           jax.random.PRNGKey(seed),
-                          self.batch_sharding(num))
+                          self.batch_sharding(num), ddim_eta)
     return np.asarray(ecg)
 
   def __hash__(self):

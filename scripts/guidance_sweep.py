@@ -38,6 +38,8 @@ def main():
   parser.add_argument('--scales', type=float, nargs='+', default=[1.0, 2.0, 3.0, 5.0])
   parser.add_argument('--sampler', default=None, help='default: the config\'s')
   parser.add_argument('--steps', type=int, default=None)
+  parser.add_argument('--ddim_eta', type=float, default=None,
+                      help='DDIM\'s noise per step, 0-1 (default: the model\'s sampling.ddim_eta)')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--guidance_min_step', type=int, default=None,
                       help='guide only the steps t >= this (default: the model\'s '
@@ -54,7 +56,8 @@ def main():
                                 sampler=args.sampler, steps=args.steps,
                                 seed=args.seed, out=out / f'scale_{scale:g}',
                                 guidance_scale=scale,
-                                guidance_min_step=args.guidance_min_step)
+                                guidance_min_step=args.guidance_min_step,
+                                ddim_eta=args.ddim_eta)
     metrics = json.loads((folder / 'metrics.json').read_text())
     row = dict(scale=scale, sweep_mae_bpm=metrics['heart_rate_sweep']['mae_bpm'],
                unmeasured=metrics['feature']['heart_rate_unmeasured']['generated'],

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 # Fields that must be equal across the runs for the spread to be the seed's alone.
-SAME = ('workdir', 'clip_workdir', 'split', 'dataset', 'num', 'sampler', 'steps',
+SAME = ('workdir', 'clip_workdir', 'split', 'dataset', 'num', 'sampler', 'steps', 'ddim_eta',
         'guidance_scale', 'guidance_min_step', 'precision', 'text')
 # Values of fields that runs of earlier versions do not record.
 BEFORE_RECORDED = dict(guidance_min_step=0)  # guidance on every step
@@ -46,7 +46,10 @@ def load(path) -> dict:
   if not path.is_file():
     raise FileNotFoundError(f'{path} not found: give evaluation folders (evaluate.py --out) or '
                             f'their metrics.json')
-  return {**BEFORE_RECORDED, **json.loads(path.read_text())}
+  metrics = {**BEFORE_RECORDED, **json.loads(path.read_text())}
+  # Earlier versions' ddim was deterministic; ddpm has no eta.
+  metrics.setdefault('ddim_eta', 0.0 if metrics.get('sampler') == 'ddim' else None)
+  return metrics
 
 
 def lookup(metrics: dict, keys) -> dict | None:

@@ -62,12 +62,32 @@ def ddpm_step(schedule: Schedule, z_t, eps_hat, t, noise, clip: float = 1.0):
   return mean + jnp.where(t > 0, jnp.sqrt(variance), 0.0) * noise
 
 
-def ddim_step(schedule: Schedule, z_t, eps_hat, t, t_prev, clip: float = 1.0):
-  """One deterministic DDIM step (eta = 0) from t to t_prev (t_prev < 0 means abar = 1)."""
+def check_ddim_eta(eta, name: str = 'ddim_eta') -> float:
+  """eta as a float, or a ValueError naming `name` unless it is in [0, 1]."""
+  if not 0.0 <= eta <= 1.0:
+    raise ValueError(f'{name} must be in [0, 1] (0: deterministic DDIM; 1: the DDPM posterior\'s '
+                     f'variance on every step), got {eta}')
+  return float(eta)
+
+
+def ddim_step(schedule: Schedule, z_t, eps_hat, t, t_prev, clip: float = 1.0, eta: float = 0.0,
+              noise=None):
+  """One DDIM step from t to t_prev (t_prev < 0 means abar = 1), Song et al. 2021 eq. 12:
+  sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps_hat + sigma noise, with
+  sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev).
+
+  noise: the step's standard normal draw (None: none, for eta = 0, the deterministic step).
+  eta = 1 over every step (t_prev = t - 1) is the DDPM ancestral step with the posterior's
+  variance, the same function as `ddpm_step` wherever the x0 clip does not act: the direction
+  term keeps the predicted noise, not the noise implied by the clipped x0, as in the DDIM paper.
+  """
   abar_t = schedule.alphas_cumprod[t]
   abar_prev = jnp.where(t_prev >= 0, schedule.alphas_cumprod[jnp.maximum(t_prev, 0)], 1.0)
   x0_hat = jnp.clip((z_t - jnp.sqrt(1.0 - abar_t) * eps_hat) / jnp.sqrt(abar_t), -clip, clip)
-  return jnp.sqrt(abar_prev) * x0_hat + jnp.sqrt(1.0 - abar_prev) * eps_hat
+  variance = eta ** 2 * (1.0 - abar_prev) / (1.0 - abar_t) * (1.0 - abar_t / abar_prev)
+  z_prev = (jnp.sqrt(abar_prev) * x0_hat
+            + jnp.sqrt(jnp.maximum(1.0 - abar_prev - variance, 0.0)) * eps_hat)
+  return z_prev if noise is None else z_prev + jnp.sqrt(variance) * noise
 
 
 def ddim_timesteps(num_timesteps: int, num_steps: int) -> jnp.ndarray:
@@ -107,15 +127,22 @@ def ddpm_denoise(eps_fn: Callable, schedule: Schedule, cond, z_t, start: int, rn
 
 
 def ddim_sample(eps_fn: Callable, decode_fn: Callable, schedule: Schedule, cond, shape, rng,
-                num_steps: int = 50, clip: float = 1.0):
-  """Deterministic DDIM over `num_steps` evenly spaced steps, then decode. Returns (ecg, z0)."""
+                num_steps: int = 50, clip: float = 1.0, eta: float = 0.0):
+  """DDIM over `num_steps` evenly spaced steps, then decode. Returns (ecg, z0).
+
+  eta (a Python float): 0 is deterministic; above 0 each step adds fresh noise (`ddim_step`),
+  step i's from split(fold_in(rng, 1), num_steps)[i], so the start z_T is the same at every eta.
+  """
   z = jax.random.normal(rng, shape)
   timesteps = ddim_timesteps(schedule.num_timesteps, num_steps)
   ratio = schedule.num_timesteps // num_steps
+  step_keys = jax.random.split(jax.random.fold_in(rng, 1), num_steps)
 
-  def body(z_t, t):
+  def body(z_t, inputs):
+    t, key = inputs
     eps_hat = eps_fn(z_t, jnp.full((shape[0],), t), cond)
-    return ddim_step(schedule, z_t, eps_hat, t, t - ratio, clip), None
+    noise = None if eta == 0.0 else jax.random.normal(key, shape)
+    return ddim_step(schedule, z_t, eps_hat, t, t - ratio, clip, eta, noise), None
 
-  z0, _ = jax.lax.scan(body, z, timesteps)
+  z0, _ = jax.lax.scan(body, z, (timesteps, step_keys))
   return decode_fn(z0), z0

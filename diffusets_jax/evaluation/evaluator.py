@@ -150,7 +150,7 @@ def check_text_match(generator: Generator, features: ClipFeatures) -> None:
 
 
 def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed,
-                     guidance_scale=None, guidance_min_step=None) -> dict:
+                     guidance_scale=None, guidance_min_step=None, ddim_eta=None) -> dict:
   """The paper's sweep: one report, age and sex, requested heart rate over `sweep_rates`;
   mean and sd of the measured rate per requested rate."""
   rates = np.repeat(np.asarray(evaluation.sweep_rates, np.float64), evaluation.sweep_samples)
@@ -160,7 +160,8 @@ def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed,
   ecg = generator.generate_from_conditions(cond, sampler, steps, seed + 1,
                                            evaluation.batch_size, progress='heart-rate sweep',
                                            guidance_scale=guidance_scale,
-                                           guidance_min_step=guidance_min_step)
+                                           guidance_min_step=guidance_min_step,
+                                           ddim_eta=ddim_eta)
   measured = hr_detector.heart_rate(ecg)
   rows = []
   for rate in evaluation.sweep_rates:
@@ -223,12 +224,13 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
              sampler: str | None = None, steps: int | None = None, seed: int = 0, out=None,
              sweep: bool = True, guidance_scale: float | None = None,
              dataset: str | None = None, precision: str | None = None,
-             guidance_min_step: int | None = None) -> Path:
+             guidance_min_step: int | None = None, ddim_eta: float | None = None) -> Path:
   """Runs the protocol for a trained workdir (None: the shipped pretrained model, which then
   needs clip_workdir and out); returns the output folder (written whole or not at all: a failed
   run leaves no partial folder). `dataset`: one dataset of a model trained on several (default:
   the split of all of them). guidance_min_step: guide only steps t >= it (None: the model's
-  sampling.guidance_min_step)."""
+  sampling.guidance_min_step). ddim_eta: the ddim sampler's noise per step (None: the model's
+  sampling.ddim_eta)."""
   if workdir is None and (clip_workdir is None or out is None):
     raise ValueError('evaluating the pretrained model needs --clip_workdir (a workdir with a '
                      'trained clip stage) and --out')
@@ -246,6 +248,8 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   evaluation = config.evaluation
   guidance_scale = generator.guidance(guidance_scale)
   guidance_min_step = generator.guidance_min_step(guidance_min_step)
+  used_sampler, used_steps = generator.sampler_settings(sampler, steps)
+  ddim_eta = generator.ddim_eta(ddim_eta, used_sampler)
   data = input_pipeline.read_all(input_pipeline.open_split(config.data, split, dataset))
   index = select_records(len(data['ecg']), num, seed, split)
   real_ecg = data['ecg'][index]
@@ -261,7 +265,8 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   generated = generator.generate_from_conditions(cond, sampler, steps, seed,
                                                  evaluation.batch_size, progress=f'generate {split}',
                                                  guidance_scale=guidance_scale,
-                                                 guidance_min_step=guidance_min_step)
+                                                 guidance_min_step=guidance_min_step,
+                                                 ddim_eta=ddim_eta)
   timings['generate_s'] = time.time() - start
 
   start = time.time()
@@ -276,19 +281,19 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   if sweep:
     start = time.time()
     sweep_result = heart_rate_sweep(generator, evaluation, sampler, steps, seed, guidance_scale,
-                                    guidance_min_step)
+                                    guidance_min_step, ddim_eta)
     timings['sweep_s'] = time.time() - start
 
   start = time.time()
   vae_result, recon = vae_reconstruction(generator, real_ecg)
   timings['vae_s'] = time.time() - start
 
-  used_sampler, used_steps = generator.sampler_settings(sampler, steps)
   summary = dict(
       workdir=str(workdir or 'pretrained'), clip_workdir=str(clip_workdir), split=split,
       dataset=dataset or config.data.name, num=len(index), seed=seed, sampler=used_sampler,
       steps=used_steps or config.diffusion.num_timesteps, guidance_scale=guidance_scale,
       guidance_min_step=guidance_min_step,
+      ddim_eta=ddim_eta if used_sampler == 'ddim' else None,
       precision=precision or config.precision, devices=len(generator.devices),
       text=trainer.describe_text(generator.conditioning['text']), vae=vae_result, **result,
       heart_rate_sweep=None if sweep_result is None else {

@@ -111,10 +111,11 @@ def plot_features(real_features, generated_features, path) -> Path:
 
 
 def markdown(summary: dict, figures: dict) -> str:
+  eta = f', eta {summary["ddim_eta"]:g}' if summary.get('ddim_eta') else ''
   lines = [f'# Evaluation of {summary["workdir"]}', '',
            f'{summary["num"]} records of the {summary["split"]} split of '
            f'{summary.get("dataset", "?")}; sampler {summary["sampler"]} ({summary["steps"]} '
-           f'steps), guidance scale {summary.get("guidance_scale", 1.0):g}, seed '
+           f'steps{eta}), guidance scale {summary.get("guidance_scale", 1.0):g}, seed '
            f'{summary["seed"]}; text: {summary["text"]}; CLIP model: {summary["clip_workdir"]}.',
            '',
            '"real" is the same metric with real ECGs in place of the generated ones; set-to-set '
