@@ -34,9 +34,9 @@ _SAMPLER = flags.DEFINE_enum('sampler', None, ['ddpm', 'ddim'],
                              'steps, deterministic unless --ddim_eta > 0. Default: the config\'s '
                              'sampling.sampler.')
 _STEPS = flags.DEFINE_integer('steps', None, 'DDIM steps (default: config sampling.ddim_steps).')
-_DDIM_ETA = flags.DEFINE_float('ddim_eta', None, 'DDIM\'s fresh noise per step, 0 (deterministic) '
-                               'to 1 (the DDPM posterior\'s). Default: the config\'s '
-                               'sampling.ddim_eta.')
+_DDIM_ETA = flags.DEFINE_float(
+    'ddim_eta', None, 'DDIM\'s fresh noise per step: 0 deterministic, 1 the DDPM posterior\'s, '
+    'above 1 more. Default: the config\'s sampling.ddim_eta.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
 _GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none '
                                '(the conditional model alone). Default: the model config\'s '

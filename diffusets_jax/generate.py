@@ -175,8 +175,8 @@ class Generator:
 
   def ddim_eta(self, eta: float | None, sampler: str) -> float:
     """Validated DDIM eta for `sampler` (None: the config's sampling.ddim_eta): 0 deterministic,
-    up to 1, the DDPM posterior's noise on every step. The ddpm sampler has its own noise, so it
-    gets 0, and an eta > 0 asked for with it is an error."""
+    1 the DDPM posterior's noise on every step, above 1 more (see samplers.ddim_step). The
+    ddpm sampler has its own noise, so it gets 0, and an eta > 0 asked for with it is an error."""
     if sampler == 'ddpm':
       if eta:
         raise ValueError(f'ddim_eta applies to the ddim sampler only (the ddpm sampler adds its '
@@ -252,8 +252,8 @@ class Generator:
     (1000 ancestral steps, the reference) or 'ddim' (`steps` steps); both run as one jitted
     scan including the VAE decode. guidance_scale: classifier-free guidance (None: the
     config's; 1: none). guidance_min_step: guide only the steps t >= it (None: the config's; 0:
-    every step). ddim_eta: the ddim sampler's fresh noise per step, 0 (deterministic) to 1 (the
-    DDPM posterior's; None: the config's sampling.ddim_eta).
+    every step). ddim_eta: the ddim sampler's fresh noise per step, 0 deterministic, 1 the DDPM
+    posterior's, above 1 more (None: the config's sampling.ddim_eta).
     """
     if num < 1:
       raise ValueError(f'num must be at least 1, got {num}')

@@ -39,7 +39,8 @@ def main():
   parser.add_argument('--sampler', default=None, help='default: the config\'s')
   parser.add_argument('--steps', type=int, default=None)
   parser.add_argument('--ddim_eta', type=float, default=None,
-                      help='DDIM\'s noise per step, 0-1 (default: the model\'s sampling.ddim_eta)')
+                      help='DDIM\'s noise per step: 0 deterministic, 1 the DDPM posterior\'s '
+                      '(default: the model\'s sampling.ddim_eta)')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--guidance_min_step', type=int, default=None,
                       help='guide only the steps t >= this (default: the model\'s '

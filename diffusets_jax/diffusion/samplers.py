@@ -63,10 +63,10 @@ def ddpm_step(schedule: Schedule, z_t, eps_hat, t, noise, clip: float = 1.0):
 
 
 def check_ddim_eta(eta, name: str = 'ddim_eta') -> float:
-  """eta as a float, or a ValueError naming `name` unless it is in [0, 1]."""
-  if not 0.0 <= eta <= 1.0:
-    raise ValueError(f'{name} must be in [0, 1] (0: deterministic DDIM; 1: the DDPM posterior\'s '
-                     f'variance on every step), got {eta}')
+  """eta as a float, or a ValueError naming `name` unless it is a finite number >= 0."""
+  if not 0.0 <= eta < float('inf'):
+    raise ValueError(f'{name} must be a finite number >= 0 (0: deterministic DDIM; 1: the DDPM '
+                     f'posterior\'s variance on every step), got {eta}')
   return float(eta)
 
 
@@ -75,6 +75,8 @@ def ddim_step(schedule: Schedule, z_t, eps_hat, t, t_prev, clip: float = 1.0, et
   """One DDIM step from t to t_prev (t_prev < 0 means abar = 1), Song et al. 2021 eq. 12:
   sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps_hat + sigma noise, with
   sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev).
+  Above 1, eta adds more noise than the posterior's, up to sigma^2 = 1 - abar_prev, where the
+  step re-noises x0_hat afresh and keeps nothing of eps_hat (sigma is capped there).
 
   noise: the step's standard normal draw (None: none, for eta = 0, the deterministic step).
   eta = 1 over every step (t_prev = t - 1) is the DDPM ancestral step with the posterior's
@@ -84,7 +86,8 @@ def ddim_step(schedule: Schedule, z_t, eps_hat, t, t_prev, clip: float = 1.0, et
   abar_t = schedule.alphas_cumprod[t]
   abar_prev = jnp.where(t_prev >= 0, schedule.alphas_cumprod[jnp.maximum(t_prev, 0)], 1.0)
   x0_hat = jnp.clip((z_t - jnp.sqrt(1.0 - abar_t) * eps_hat) / jnp.sqrt(abar_t), -clip, clip)
-  variance = eta ** 2 * (1.0 - abar_prev) / (1.0 - abar_t) * (1.0 - abar_t / abar_prev)
+  variance = jnp.minimum(
+      eta ** 2 * (1.0 - abar_prev) / (1.0 - abar_t) * (1.0 - abar_t / abar_prev), 1.0 - abar_prev)
   z_prev = (jnp.sqrt(abar_prev) * x0_hat
             + jnp.sqrt(jnp.maximum(1.0 - abar_prev - variance, 0.0)) * eps_hat)
   return z_prev if noise is None else z_prev + jnp.sqrt(variance) * noise
