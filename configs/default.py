@@ -99,6 +99,10 @@ def get_config() -> ml_collections.ConfigDict:
   # factor of at most stretch_max_factor within its rate band (0: off, as the reference).
   config.diffusion.stretch_copies = 0
   config.diffusion.stretch_max_factor = 1.35
+  # Beat-placement augmentation (datasets/augmentation.py, a named simplification): this many
+  # copies of each training record with its beats moved by up to one RR interval, the end
+  # continued by the record's own cycles; same rate, waves and text (0: off, as the reference).
+  config.diffusion.shift_copies = 0
 
   config.sampling = ml_collections.ConfigDict()
   config.sampling.sampler = 'ddpm'

@@ -48,6 +48,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     raise ValueError(f'diffusion.stretch_copies must be >= 0 and diffusion.stretch_max_factor '
                      f'above 1, got {config.diffusion.stretch_copies} and '
                      f'{config.diffusion.stretch_max_factor}')
+  if config.diffusion.shift_copies < 0:
+    raise ValueError(f'diffusion.shift_copies must be >= 0, got {config.diffusion.shift_copies}')
   if not config.vae.latent_scale > 0:
     raise ValueError(f'vae.latent_scale must be positive, got {config.vae.latent_scale}')
   if not config.sampling.clip > 0:

@@ -1,8 +1,9 @@
-"""Heart-rate augmentation by time stretching (datasets/augmentation.py)."""
+"""Training-latent augmentation: time stretching and phase shifting (datasets/augmentation.py)."""
 import numpy as np
 import pytest
 import scipy.signal
 
+from configs import diffusets
 from diffusets_jax.datasets import augmentation, heart_rate
 from diffusets_jax.datasets.preprocessing import NUM_SAMPLES, SAMPLE_RATE_HZ
 
@@ -90,3 +91,72 @@ def test_time_stretched_source():
     source.__getitems__([9])
   with pytest.raises(ValueError, match='max factor'):
     augmentation.TimeStretched(ListSource(examples), copies=1, max_factor=1.0, seed=0)
+
+
+def spike_positions(ecg: np.ndarray) -> np.ndarray:
+  return scipy.signal.find_peaks(ecg[:, 0], height=0.5 * ecg[:, 0].max())[0]
+
+
+@pytest.mark.parametrize('rate, seed', [(48.0, 0), (75.0, 1), (75.0, 2), (130.0, 3)])
+def test_shift_moves_the_beats_and_keeps_rate_and_waves(rate, seed):
+  ecg = synthetic_ecg(rate, seed)
+  shifted = augmentation.shift_ecg(ecg, np.random.default_rng(seed))
+  assert shifted.shape == (NUM_SAMPLES, 12) and shifted.dtype == np.float32
+  original, moved = spike_positions(ecg), spike_positions(shifted)
+  rr = int(np.median(np.diff(original)))
+  # The same spacing throughout, the seam included: no beat lost or doubled.
+  assert np.ptp(np.diff(moved)) <= 1 and abs(np.median(np.diff(moved)) - rr) <= 1
+  assert heart_rate.heart_rate(shifted) == pytest.approx(heart_rate.heart_rate(ecg), rel=0.01)
+  # Unresampled: before the seam the copy is the record itself, `shift` samples on.
+  shift = int(original[1] - moved[moved < original[1]].max())
+  assert 1 <= shift <= rr
+  last_beat = np.flatnonzero(heart_rate.detect_beats(ecg.astype(np.float64)[None])[0])[-1]
+  np.testing.assert_array_equal(shifted[:last_beat - shift], ecg[shift:last_beat])
+  # The baseline is carried over the seam: no jump larger than the record's own steepest.
+  assert np.abs(np.diff(shifted, axis=0)).max() <= 1.05 * np.abs(np.diff(ecg, axis=0)).max()
+
+
+def test_shifts_cover_a_whole_cycle():
+  ecg = synthetic_ecg(60.0)
+  rr = int(np.median(np.diff(spike_positions(ecg))))
+  rng = np.random.default_rng(0)
+  first_beats = [spike_positions(augmentation.shift_ecg(ecg, rng))[0] for _ in range(60)]
+  # Over 60 copies the first beat lands all over one RR interval, not at a few places.
+  assert np.ptp(first_beats) > 0.8 * rr and len(set(first_beats)) > 30
+
+
+def test_flat_record_cannot_be_shifted():
+  assert augmentation.shift_ecg(np.zeros((NUM_SAMPLES, 12), np.float32),
+                                np.random.default_rng(0)) is None
+
+
+def test_phase_shifted_source():
+  examples = [dict(ecg=synthetic_ecg(rate, seed), heart_rate=np.float32(0.0),
+                   record_id=str(seed).encode(), reports=[b'Sinus rhythm'])
+              for seed, rate in enumerate([65.0, 80.0])]
+  for example in examples:
+    example['heart_rate'] = np.float32(heart_rate.heart_rate(example['ecg']))
+  flat = dict(ecg=np.zeros((NUM_SAMPLES, 12), np.float32), heart_rate=np.float32(70.0),
+              record_id=b'flat', reports=[b'Normal ECG'])
+  source = augmentation.PhaseShifted(ListSource(examples + [flat]), copies=2, seed=0)
+  assert len(source) == 9
+  first = source.__getitems__(list(range(9)))
+  for i, example in enumerate(first[3:], start=3):
+    original = first[i % 3]
+    if original is flat:  # too few beats: the copy is the record unchanged
+      assert example is flat
+      continue
+    assert example['record_id'] == original['record_id'] + f'#shift{i // 3}'.encode()
+    assert example['reports'] == original['reports']
+    assert example['heart_rate'] == pytest.approx(heart_rate.heart_rate(example['ecg']))
+    assert example['heart_rate'] == pytest.approx(original['heart_rate'], rel=0.01)
+    assert not np.array_equal(example['ecg'], original['ecg'])
+  np.testing.assert_array_equal(source.__getitems__([7])[0]['ecg'], first[7]['ecg'])
+  assert not np.array_equal(first[3]['ecg'], first[6]['ecg'])  # copies differ
+  with pytest.raises(ValueError, match='non-negative'):
+    augmentation.PhaseShifted(ListSource(examples), copies=-1, seed=0)
+
+
+def test_augmentation_is_off_in_the_paper_config():
+  config = diffusets.get_config()
+  assert config.diffusion.stretch_copies == 0 and config.diffusion.shift_copies == 0

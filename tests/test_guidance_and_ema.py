@@ -128,6 +128,7 @@ def test_new_options_are_validated(config):
 @pytest.mark.parametrize('field, value', [('vae.latent_scale', 0.0), ('sampling.clip', -1.0),
                                           ('diffusion.stretch_copies', -1),
                                           ('diffusion.stretch_max_factor', 1.0),
+                                          ('diffusion.shift_copies', -1),
                                           ('unet.heart_rate_clock', -1),
                                           ('train.init_from', 'runs/other')])
 def test_training_options_are_validated(config, field, value):

@@ -1,10 +1,11 @@
-"""Heart-rate augmentation by time stretching, for the diffusion stage's training latents.
+"""Augmentation of the diffusion stage's training latents: time-stretched and phase-shifted
+copies of each training record. Both are off by default and in the paper config, and only the
+training split is augmented.
 
-PTB-XL's rates cluster at 60-90 bpm and each record shows one rate, so a small training set
-ties the heart rate in c to each record's morphology and text. A stretched copy shows the same
-record at another rate, which teaches the U-Net to read the rate from c.
-
-How one copy is made (`stretch_ecg`):
+Time stretching (`diffusion.stretch_copies`). PTB-XL's rates cluster at 60-90 bpm and each
+record shows one rate, so a small training set ties the heart rate in c to each record's
+morphology and text. A stretched copy shows the same record at another rate, which teaches the
+U-Net to read the rate from c. How one copy is made (`stretch_ecg`):
 1. the beats (`heart_rate.detect_beats`) give a whole number of cardiac cycles, first beat to
    last; they are repeated after the record's last beat, so a copy sped up to a higher rate
    still fills 10 s. A linear ramp on each repeat makes its baseline continue the previous one;
@@ -12,13 +13,18 @@ How one copy is made (`stretch_ecg`):
    random start inside the real record when slowed down, from the start when sped up;
 3. its heart rate is measured again with the same detector, so labels mean what they mean for
    real records.
-
 The target rate stays in the original's rate band (below 60, 60-100, above 100 bpm), so text
-such as 'sinus bradycardia' or 'sinus tachycardia' stays true of its copies.
+such as 'sinus bradycardia' or 'sinus tachycardia' stays true of its copies. A simplification,
+named as such: stretching shortens or widens every wave with the RR interval (QRS and QT
+included), where a real change of rate mostly shortens diastole.
 
-A simplification, named as such: stretching shortens or widens every wave with the RR
-interval (QRS and QT included), where a real change of rate mostly shortens diastole. It is
-off unless `diffusion.stretch_copies` > 0, and only the training split is augmented.
+Phase shifting (`diffusion.shift_copies`). A 10 s record fixes where its beats fall, so 678
+records show the U-Net 678 beat placements. A shifted copy (`shift_ecg`) starts 1 to one median
+RR interval later in the record and is continued past its end by the record's own whole cycles
+(as above, baseline carried on): the same waves, rate, rhythm and text, with the beats
+elsewhere in the window. Nothing is resampled, so no wave changes shape. Its rate is measured
+again. A simplification, named as such: the cycles after the record's end repeat earlier ones,
+so the copy's last beats are not new beats.
 """
 import numpy as np
 import scipy.interpolate
@@ -77,19 +83,34 @@ def stretch_ecg(ecg: np.ndarray, factor: float, rng: np.random.Generator) -> np.
   return spline(positions).astype(np.float32)
 
 
-class TimeStretched:
-  """A data source with `copies` time-stretched versions after every record of `source`:
-  index i < n is record i as it is; i = n * k + j is copy k of record j (seeded by i, so the
-  same index reads the same ECG). A copy whose record has too few beats, or whose measured rate
-  is undefined, is the original record unchanged. Record ids of copies end in '#stretch<k>'.
-  """
+def shift_ecg(ecg: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+  """`ecg` (1024, leads) seen from 1 to one median RR interval later (a whole number of samples,
+  uniform), its end continued by its own cycles; None where fewer than three beats are
+  detected."""
+  beats = np.flatnonzero(heart_rate.detect_beats(np.asarray(ecg, np.float64)[None])[0])
+  if len(beats) < 3:
+    return None
+  shift = int(rng.integers(1, int(np.median(np.diff(beats))) + 1))
+  source = beat_tiled(np.asarray(ecg, np.float32), beats, NUM_SAMPLES + shift)
+  return np.ascontiguousarray(source[shift:shift + NUM_SAMPLES], np.float32)
 
-  def __init__(self, source, copies: int, max_factor: float, seed: int):
+
+class AugmentedCopies:
+  """A data source with `copies` augmented versions after every record of `source`: index
+  i < n is record i as it is; i = n * k + j is copy k of record j (seeded by i, so the same
+  index reads the same ECG). A copy whose record has too few beats, or whose measured rate is
+  undefined, is the original record unchanged. Record ids of copies end in '#<tag><k>'.
+  Subclasses say how one copy is made (`augment`)."""
+
+  tag = 'copy'
+
+  def __init__(self, source, copies: int, seed: int):
     if copies < 0:
-      raise ValueError(f'stretch copies must be non-negative, got {copies}')
-    if max_factor <= 1.0:
-      raise ValueError(f'stretch max factor must be above 1, got {max_factor}')
-    self.source, self.copies, self.max_factor, self.seed = source, copies, max_factor, seed
+      raise ValueError(f'{self.tag} copies must be non-negative, got {copies}')
+    self.source, self.copies, self.seed = source, copies, seed
+
+  def augment(self, example: dict, rng: np.random.Generator) -> np.ndarray | None:
+    raise NotImplementedError
 
   def __len__(self):
     return len(self.source) * (1 + self.copies)
@@ -100,18 +121,41 @@ class TimeStretched:
     if len(index) and (index.min() < 0 or index.max() >= len(self)):
       raise IndexError(f'index out of range for {len(self)} examples')
     examples = self.source.__getitems__([int(i) for i in index % n])
-    return [self.stretched(example, int(i) // n, int(i)) if i >= n else example
+    return [self.copied(example, int(i) // n, int(i)) if i >= n else example
             for example, i in zip(examples, index)]
 
-  def stretched(self, example: dict, copy: int, i: int) -> dict:
-    rate = float(example['heart_rate'])
-    if not np.isfinite(rate):
+  def copied(self, example: dict, copy: int, i: int) -> dict:
+    if not np.isfinite(float(example['heart_rate'])):
       return example
-    rng = np.random.default_rng([self.seed, i])
-    ecg = stretch_ecg(example['ecg'], target_factor(rate, self.max_factor, rng), rng)
+    ecg = self.augment(example, np.random.default_rng([self.seed, i]))
     new_rate = heart_rate.heart_rate(ecg) if ecg is not None else np.nan
     if not np.isfinite(new_rate):
       return example
-    record_id = example['record_id'].decode() + f'#stretch{copy}'
+    record_id = example['record_id'].decode() + f'#{self.tag}{copy}'
     return dict(example, ecg=ecg, heart_rate=np.float32(new_rate),
                 record_id=record_id.encode())
+
+
+class TimeStretched(AugmentedCopies):
+  """Copies played slower or faster (`stretch_ecg`), the new rate within the original's band."""
+
+  tag = 'stretch'
+
+  def __init__(self, source, copies: int, max_factor: float, seed: int):
+    if max_factor <= 1.0:
+      raise ValueError(f'stretch max factor must be above 1, got {max_factor}')
+    super().__init__(source, copies, seed)
+    self.max_factor = max_factor
+
+  def augment(self, example, rng):
+    factor = target_factor(float(example['heart_rate']), self.max_factor, rng)
+    return stretch_ecg(example['ecg'], factor, rng)
+
+
+class PhaseShifted(AugmentedCopies):
+  """Copies with the beats elsewhere in the window (`shift_ecg`)."""
+
+  tag = 'shift'
+
+  def augment(self, example, rng):
+    return shift_ecg(example['ecg'], rng)

@@ -347,7 +347,8 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
   """Pre-encodes every split once with the trained VAE (a stochastic posterior sample, x
   vae.latent_scale, as the reference) and embeds each distinct prompt once. With
   diffusion.stretch_copies > 0 the train split also gets that many time-stretched copies of each
-  record (datasets/augmentation.py). Writes latents/<split>.npz holding
+  record, and with diffusion.shift_copies > 0 that many phase-shifted copies of each record
+  (stretched copies included) after them (datasets/augmentation.py). Writes latents/<split>.npz holding
   latent (n, 128, 4), patient (n, 3: sex code, age, heart rate), the distinct prompts with their
   embeddings and each record's prompt index, the record ids, and the conditioning record (JSON).
   Training reads these; it never embeds.
@@ -370,6 +371,8 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
     if split == 'train' and config.diffusion.stretch_copies:
       source = augmentation.TimeStretched(source, config.diffusion.stretch_copies,
                                           config.diffusion.stretch_max_factor, config.seed + 3)
+    if split == 'train' and config.diffusion.shift_copies:
+      source = augmentation.PhaseShifted(source, config.diffusion.shift_copies, config.seed + 4)
     n = len(source)
     latents = []
     for start in tqdm(range(0, n, size), desc=f'encode {split}', unit='batch', leave=False,
