@@ -182,3 +182,36 @@ def test_denoising_diagnostics_chain_from_step_0_is_the_one_step_estimate(guided
       else:
         assert chain['heart_rate_mae_bpm'] == pytest.approx(one_step['heart_rate_mae_bpm'],
                                                             abs=0.05)
+
+
+def test_exposure_bias_records_what_the_sampler_sees(guided_workdir):
+  # The chain's first step sees pure noise and the U-Net's guided prediction on it; the real
+  # side's first z_t is the clean latent noised to t = 0. Both recomputed here by hand.
+  import jax
+  import jax.numpy as jnp
+  from scripts.exposure_bias import measure
+  from diffusets_jax.diffusion import samplers
+  from diffusets_jax.diffusion.schedule import add_noise
+  from diffusets_jax.models import factory
+  from tests.test_data import synthetic_ecg
+  generator = Generator.from_workdir(guided_workdir)
+  real = np.stack([synthetic_ecg(60, seed=1), synthetic_ecg(75, seed=2)])
+  cond = generator.conditions(['Sinus rhythm'] * 2, [50, 50], ['F', 'F'], np.array([60.0, 75.0]))
+  last = generator.schedule.num_timesteps - 1
+  steps, sampled_eps, sampled_z, real_steps, real_eps, real_z = measure(
+      generator, real, cond, 2.0, real_every=250, seed=0)
+  assert steps.tolist() == list(range(last, -1, -1)) and sampled_eps.shape == sampled_z.shape
+  assert real_steps.tolist() == [0, 250, 500, 750] and real_eps.shape == real_z.shape == (4,)
+  vae_params, unet_variables = generator.params()
+  shape = (2,) + factory.latent_shape(generator.config)
+  z_T = jax.random.normal(jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), 0))[0], shape)
+  eps = samplers.guided(lambda z, t, c, drop: generator.unet.apply(unet_variables, z, t, c, drop),
+                        2.0)(z_T, jnp.full((2,), last), jnp.asarray(cond, jnp.float32))
+  assert sampled_z[0] == pytest.approx(float(jnp.sqrt(jnp.mean(z_T ** 2))), rel=1e-5)
+  assert sampled_eps[0] == pytest.approx(float(jnp.sqrt(jnp.mean(eps ** 2))), rel=1e-4)
+  z0 = generator.vae.apply({'params': vae_params}, jnp.asarray(real, jnp.float32),
+                           jnp.zeros(shape), method=generator.vae.encode)[0]
+  z_0 = add_noise(generator.schedule, z0, jax.random.normal(
+      jax.random.fold_in(jax.random.PRNGKey(0), 1000), shape), jnp.zeros((2,), jnp.int32))
+  assert real_z[0] == pytest.approx(float(jnp.sqrt(jnp.mean(z_0 ** 2))), rel=1e-5)
+  assert np.all(np.isfinite(sampled_eps)) and np.all(np.isfinite(real_eps))
