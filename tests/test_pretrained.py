@@ -169,3 +169,14 @@ def test_the_shipped_vae_has_no_stage_to_train(tmp_path):
   with pytest.raises(ValueError, match='no vae stage'):
     trainer.train_and_evaluate(config, tmp_path / 'run', 'vae')
   assert not (tmp_path / 'run').exists()
+
+
+def test_shipped_sampler_matches_the_recipe():
+  # The model card's figures are for these settings; a re-export from configs/pretrained.py
+  # must ship the same ones.
+  from configs import pretrained_finetune
+  shipped, recipe = pretrained.load()[0].sampling, pretrained_finetune.get_config().sampling
+  for key in ('sampler', 'ddim_steps', 'ddim_eta', 'guidance_scale', 'guidance_min_step', 'clip'):
+    assert shipped[key] == recipe[key], key
+  gen = Generator.pretrained()
+  assert gen.sampler_settings(None, None) == ('ddim', 1000) and gen.ddim_eta(None, 'ddim') == 3.0
