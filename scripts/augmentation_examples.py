@@ -5,9 +5,9 @@ r"""Real training records beside their augmented copies, lead II with the detect
 
 Reads the first --num training records of the config's data (PTB-XL and LUDB for the shipped
 recipe), makes --copies copies of each exactly as the latent encoding does
-(`augmentation.PhaseShifted` or `TimeStretched` with the config's seed), and draws each record
-above its copies, with each one's measured rate, so that the seam where a copy is continued by
-the record's own cycles can be checked by eye.
+(`augmentation.with_copies` with the config's seed), and draws each record above its copies,
+with each one's measured rate, so that the seam where a copy is continued by the record's own
+cycles can be checked by eye.
 """
 import argparse
 import importlib.util
@@ -23,7 +23,7 @@ from diffusets_jax.datasets import augmentation, heart_rate, input_pipeline  # n
 from diffusets_jax.datasets.preprocessing import NUM_SAMPLES, SAMPLE_RATE_HZ  # noqa: E402
 
 LEAD_II = 1
-SEED_OFFSET = {'shift': 4, 'stretch': 3}  # as trainer.encode_latents seeds each kind
+KINDS = ('shift', 'stretch')
 
 
 def load_config(path: str):
@@ -39,19 +39,17 @@ def main():
   parser.add_argument('--config', default='configs/pretrained.py')
   parser.add_argument('--num', type=int, default=4, help='training records drawn')
   parser.add_argument('--copies', type=int, default=2, help='copies drawn per record')
-  parser.add_argument('--kind', choices=sorted(SEED_OFFSET), default='shift')
+  parser.add_argument('--kind', choices=KINDS, default='shift')
   parser.add_argument('--out', required=True, help='PNG path')
   args = parser.parse_args()
   if args.num < 1 or args.copies < 1:
     parser.error('--num and --copies must be at least 1')
   config = load_config(args.config)
   records = input_pipeline.open_split(config.data, 'train')
-  seed = config.seed + SEED_OFFSET[args.kind]
-  if args.kind == 'shift':
-    source = augmentation.PhaseShifted(records, args.copies, seed)
-  else:
-    source = augmentation.TimeStretched(records, args.copies,
-                                        config.diffusion.stretch_max_factor, seed)
+  shifted = args.kind == 'shift'
+  source = augmentation.with_copies(records, 0 if shifted else args.copies,
+                                    config.diffusion.stretch_max_factor,
+                                    args.copies if shifted else 0, config.seed)
   n = len(records)
   rows = args.num * (1 + args.copies)
   figure, axes = plt.subplots(rows, 1, figsize=(14, 1.6 * rows), sharex=True)

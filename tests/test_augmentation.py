@@ -160,3 +160,15 @@ def test_phase_shifted_source():
 def test_augmentation_is_off_in_the_paper_config():
   config = diffusets.get_config()
   assert config.diffusion.stretch_copies == 0 and config.diffusion.shift_copies == 0
+
+
+def test_with_copies_stacks_the_kinds_as_the_latents_hold_them():
+  records = ListSource([dict(ecg=synthetic_ecg(70.0), heart_rate=np.float32(70.0),
+                             record_id=b'0', reports=[b'Sinus rhythm'])])
+  assert augmentation.with_copies(records, 0, 1.35, 0, seed=5) is records
+  both = augmentation.with_copies(records, 2, 1.2, 3, seed=5)
+  assert isinstance(both, augmentation.PhaseShifted) and both.copies == 3 and both.seed == 9
+  stretched = both.source
+  assert isinstance(stretched, augmentation.TimeStretched) and stretched.source is records
+  assert (stretched.copies, stretched.max_factor, stretched.seed) == (2, 1.2, 8)
+  assert len(both) == 1 * 3 * 4

@@ -159,3 +159,15 @@ class PhaseShifted(AugmentedCopies):
 
   def augment(self, example, rng):
     return shift_ecg(example['ecg'], rng)
+
+
+def with_copies(source, stretch_copies: int, stretch_max_factor: float, shift_copies: int,
+                seed: int):
+  """`source` with its training copies as the diffusion stage's latents hold them: the stretched
+  copies after the records, then shifted copies of all of those. Each kind draws from its own
+  seed, derived from `seed` (the config's)."""
+  if stretch_copies:
+    source = TimeStretched(source, stretch_copies, stretch_max_factor, seed + 3)
+  if shift_copies:
+    source = PhaseShifted(source, shift_copies, seed + 4)
+  return source

@@ -368,11 +368,10 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
   written, record = {}, None
   for split in SPLITS:  # train first: it defines the fill value for unknown ages
     source = input_pipeline.open_split(config.data, split)
-    if split == 'train' and config.diffusion.stretch_copies:
-      source = augmentation.TimeStretched(source, config.diffusion.stretch_copies,
-                                          config.diffusion.stretch_max_factor, config.seed + 3)
-    if split == 'train' and config.diffusion.shift_copies:
-      source = augmentation.PhaseShifted(source, config.diffusion.shift_copies, config.seed + 4)
+    if split == 'train':
+      d = config.diffusion
+      source = augmentation.with_copies(source, d.stretch_copies, d.stretch_max_factor,
+                                        d.shift_copies, config.seed)
     n = len(source)
     latents = []
     for start in tqdm(range(0, n, size), desc=f'encode {split}', unit='batch', leave=False,
