@@ -35,10 +35,9 @@ import jax.numpy as jnp  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from diffusets_jax.datasets import heart_rate as hr_detector  # noqa: E402
-from diffusets_jax.datasets import input_pipeline  # noqa: E402
 from diffusets_jax.diffusion import samplers  # noqa: E402
 from diffusets_jax.diffusion.schedule import add_noise  # noqa: E402
-from diffusets_jax.evaluation.evaluator import heart_rate_error, select_records  # noqa: E402
+from diffusets_jax.evaluation.evaluator import chosen_records, heart_rate_error  # noqa: E402
 from diffusets_jax.generate import Generator  # noqa: E402
 from diffusets_jax.models import factory  # noqa: E402
 
@@ -145,21 +144,14 @@ def main():
 
   generator = (Generator.pretrained() if args.workdir is None
                else Generator.from_workdir(args.workdir))
-  config = generator.config
   last = generator.schedule.num_timesteps - 1
   if not args.starts or min(args.starts) < 0 or max(args.starts) > last:
     parser.error(f'--starts must lie in 0..{last}, got {args.starts}')
   scales = args.guidance_scales or sorted({1.0, generator.guidance(None)})
   for scale in scales:
     generator.guidance(scale)  # refuses guidance for a model trained without a null condition
-  data = input_pipeline.read_all(input_pipeline.open_split(config.data, args.split))
-  index = select_records(len(data['ecg']), args.num, args.seed, args.split)
-  requested = np.asarray(data['heart_rate'], np.float64)[index]
-  cond = generator.conditions([data['reports'][i] for i in index],
-                              np.asarray(data['age'], np.float64)[index],
-                              [data['sex'][i] for i in index], requested)
-  result = diagnose(generator, data['ecg'][index], cond, requested, sorted(args.starts), scales,
-                    args.seed)
+  real_ecg, cond, requested = chosen_records(generator, args.split, args.num, args.seed)
+  result = diagnose(generator, real_ecg, cond, requested, sorted(args.starts), scales, args.seed)
   result.update(workdir=args.workdir or 'pretrained', split=args.split, seed=args.seed)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)

@@ -28,10 +28,9 @@ import numpy as np  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from diffusets_jax.datasets import input_pipeline  # noqa: E402
 from diffusets_jax.diffusion import samplers  # noqa: E402
 from diffusets_jax.diffusion.schedule import add_noise  # noqa: E402
-from diffusets_jax.evaluation.evaluator import select_records  # noqa: E402
+from diffusets_jax.evaluation.evaluator import chosen_records  # noqa: E402
 from diffusets_jax.generate import Generator  # noqa: E402
 from diffusets_jax.models import factory  # noqa: E402
 
@@ -124,16 +123,10 @@ def main():
   generator = (Generator.pretrained() if args.workdir is None
                else Generator.from_workdir(args.workdir))
   scale = generator.guidance(args.guidance_scale)
-  config = generator.config
-  data = input_pipeline.read_all(input_pipeline.open_split(config.data, args.split))
-  index = select_records(len(data['ecg']), args.num, args.seed, args.split)
-  cond = generator.conditions([data['reports'][i] for i in index],
-                              np.asarray(data['age'], np.float64)[index],
-                              [data['sex'][i] for i in index],
-                              np.asarray(data['heart_rate'], np.float64)[index])
+  real_ecg, cond, _ = chosen_records(generator, args.split, args.num, args.seed)
   steps, sampled_eps, sampled_z, real_steps, real_eps, real_z = measure(
-      generator, data['ecg'][index], cond, scale, args.real_every, args.seed)
-  result = dict(workdir=args.workdir or 'pretrained', split=args.split, records=len(index),
+      generator, real_ecg, cond, scale, args.real_every, args.seed)
+  result = dict(workdir=args.workdir or 'pretrained', split=args.split, records=len(real_ecg),
                 guidance_scale=scale, seed=args.seed, steps=steps.tolist(),
                 sampled_eps_rms=sampled_eps.round(5).tolist(),
                 sampled_z_rms=sampled_z.round(5).tolist(), real_steps=real_steps.tolist(),

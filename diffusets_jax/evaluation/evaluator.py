@@ -138,6 +138,19 @@ def select_records(split_size: int, num: int, seed: int, split: str) -> np.ndarr
   return np.sort(np.random.default_rng([seed, split_size]).choice(split_size, num, replace=False))
 
 
+def chosen_records(generator: Generator, split: str, num: int, seed: int):
+  """(real ECGs, condition vectors, requested heart rates) of the records evaluate.py would
+  choose (`select_records`), for the diagnostic scripts that generate from the same
+  conditions."""
+  data = input_pipeline.read_all(input_pipeline.open_split(generator.config.data, split))
+  index = select_records(len(data['ecg']), num, seed, split)
+  requested = np.asarray(data['heart_rate'], np.float64)[index]
+  cond = generator.conditions([data['reports'][i] for i in index],
+                              np.asarray(data['age'], np.float64)[index],
+                              [data['sex'][i] for i in index], requested)
+  return data['ecg'][index], cond, requested
+
+
 def check_text_match(generator: Generator, features: ClipFeatures) -> None:
   """Raises if the CLIP model reads embeddings of another text encoder than the generator's."""
   keys = ('encoder', 'model', 'dim')
