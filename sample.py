@@ -18,7 +18,7 @@ from diffusets_jax.conditioning import text_encoders
 from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ
 from diffusets_jax.generate import Generator
 from diffusets_jax.io import ecg_files, plots
-from diffusets_jax.training import checkpoints
+from diffusets_jax.store import open_model
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Trained workdir (from train.py). Default: the '
                                 'pretrained model shipped in the package (docs/pretrained.md).')
@@ -59,15 +59,11 @@ _TEXT_ENCODER = flags.DEFINE_enum(
 flags.mark_flags_as_required(['text', 'hr', 'out'])
 
 
-def expected_text_encoder(workdir, name: str | None):
+def expected_text_encoder(model, name: str | None):
   """The encoder named on the command line, with the model's other text settings."""
   if name is None:
     return None
-  if workdir is None:
-    from diffusets_jax import pretrained
-    text_config = checkpoints.load_config(pretrained.HERE).text
-  else:
-    text_config = checkpoints.load_config(workdir).text
+  text_config = model.config.text.copy_and_resolve_references()
   text_config.encoder, text_config.model, text_config.dim = name, '', 0
   text_encoders.resolve(text_config)
   return text_encoders.make_text_encoder(text_config)
@@ -77,32 +73,27 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every save and restore at INFO
   sex = _SEX.value.upper()
-  text_encoder = expected_text_encoder(_WORKDIR.value, _TEXT_ENCODER.value)
-  if _WORKDIR.value is None:
-    generator = Generator.pretrained(text_encoder, precision=_PRECISION.value)
-  else:
-    generator = Generator.from_workdir(_WORKDIR.value, text_encoder, precision=_PRECISION.value)
+  model = open_model(_WORKDIR.value or 'pretrained')
+  generator = Generator(model, expected_text_encoder(model, _TEXT_ENCODER.value),
+                        precision=_PRECISION.value)
+  settings = generator.settings(_SAMPLER.value, _STEPS.value, _DDIM_ETA.value, _GUIDANCE.value,
+                                _GUIDANCE_MIN_STEP.value)
   ecgs = generator.generate(_TEXT.value, _AGE.value, None if sex == 'U' else sex, _HR.value,
-                            _NUM.value, _SAMPLER.value, _STEPS.value, _SEED.value,
-                            _GUIDANCE.value, _GUIDANCE_MIN_STEP.value, _DDIM_ETA.value)
+                            _NUM.value, seed=_SEED.value, **settings.as_kwargs())
   age = generator.filled_age(_AGE.value)
   out = Path(_OUT.value)
   prompt = generator.prompt(_TEXT.value)
-  sampler, steps = generator.sampler_settings(_SAMPLER.value, _STEPS.value)
-  ddim_eta = generator.ddim_eta(_DDIM_ETA.value, sampler)
-  guidance = generator.guidance(_GUIDANCE.value)
-  guidance_min_step = generator.guidance_min_step(_GUIDANCE_MIN_STEP.value)
   conditions = dict(model=_WORKDIR.value or 'pretrained', reports=_TEXT.value, prompt=prompt,
                     age=age, age_known=_AGE.value is not None, sex=sex, heart_rate=_HR.value,
-                    sampler=sampler, steps=steps or generator.schedule.num_timesteps,
-                    ddim_eta=ddim_eta if sampler == 'ddim' else None, guidance_scale=guidance,
-                    guidance_min_step=guidance_min_step, seed=_SEED.value,
+                    sampler=settings.sampler,
+                    steps=settings.unet_steps(generator.schedule.num_timesteps),
+                    ddim_eta=settings.ddim_eta if settings.sampler == 'ddim' else None,
+                    guidance_scale=settings.guidance_scale,
+                    guidance_min_step=settings.guidance_min_step, seed=_SEED.value,
                     text_encoder=generator.text_encoder.model)
   age_text = f'{age:g} y' if _AGE.value is not None else f'age unknown ({age:g} y used)'
-  interval = f' on t >= {guidance_min_step}' if guidance_min_step and guidance != 1 else ''
-  eta = f' eta {ddim_eta:g}' if ddim_eta else ''
   title = (f'{" | ".join(_TEXT.value)}\n{sex}, {age_text}, requested HR {_HR.value:g} bpm, '
-           f'{sampler}{eta}, guidance {guidance:g}{interval}, seed {_SEED.value}')
+           f'{settings.describe()}, seed {_SEED.value}')
   for i, ecg in enumerate(ecgs):
     name = f'ecg_{i:03d}'
     ecg_files.write_wfdb(ecg, out, name, float(_WFDB_RATE.value),

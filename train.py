@@ -14,12 +14,13 @@ from ml_collections import config_flags
 
 from diffusets_jax import config_validation
 from diffusets_jax.io import plots
-from diffusets_jax.training import checkpoints, distributed, trainer
+from diffusets_jax.store import workdir as workdirs
+from diffusets_jax.training import distributed, stages
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/tiny.py.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, latents and metrics.')
-_STAGE = flags.DEFINE_enum('stage', 'all', list(trainer.STAGES),
+_STAGE = flags.DEFINE_enum('stage', 'all', list(stages.STAGES),
                            'vae: train the VAE and encode latents; latents: re-encode only; '
                            'diffusion: train the U-Net on the latents; clip: train the ECG-text '
                            'model evaluate.py scores ECGs with; all: every stage.')
@@ -38,20 +39,21 @@ def main(argv):
   config = config_validation.validate(_CONFIG.value)
   if _DISTRIBUTED.value or _COORDINATOR.value:
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  workdir = trainer.train_and_evaluate(config, _WORKDIR.value, _STAGE.value)
+  workdir = stages.train_stages(config, _WORKDIR.value, _STAGE.value)
   if not distributed.is_main_process():
     return
-  curves = plots.plot_training_curves(workdir)
-  written = [('config', workdir / 'config.json')]
-  for stage in checkpoints.STAGES:
+  curves = plots.plot_training_curves(workdirs.training_logs(workdir),
+                                     workdir / 'training_curves.png')
+  written = [('config', workdirs.config_path(workdir))]
+  for stage in workdirs.STAGES:
     if (workdir / stage).exists():
-      written += [(f'{stage} checkpoints', workdir / stage / 'checkpoints'),
-                  (f'{stage} metrics', workdir / stage / 'metrics.jsonl')]
-  if (workdir / 'latents').exists():
-    written.append(('latents', workdir / 'latents'))
+      written += [(f'{stage} checkpoints', workdirs.checkpoint_dir(workdir, stage)),
+                  (f'{stage} metrics', workdirs.metrics_path(workdir, stage))]
+  if workdirs.latents_path(workdir, 'train').parent.exists():
+    written.append(('latents', workdirs.latents_path(workdir, 'train').parent))
   for stage in ('diffusion', 'clip'):
-    if trainer.conditioning_path(workdir, stage).exists():
-      written.append((f'{stage} text conditioning', trainer.conditioning_path(workdir, stage)))
+    if workdirs.conditioning_path(workdir, stage).exists():
+      written.append((f'{stage} text conditioning', workdirs.conditioning_path(workdir, stage)))
   if curves:
     written.append(('training curves', curves))
   for label, path in written:

@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from configs import default  # noqa: E402
+from diffusets_jax import config_schema  # noqa: E402
 from diffusets_jax.datasets import input_pipeline, wfdb_records  # noqa: E402
 from tests import fake_physionet  # noqa: E402
 import environment  # noqa: E402  (benchmarks/environment.py, beside this script)
@@ -62,7 +61,7 @@ def main():
     print(f'wrote {args.records} synthetic records in {time.perf_counter() - start:.1f} s')
     results = []
     for workers in args.workers:
-      config = default.get_config().data
+      config = config_schema.get_config().data
       config.name, config.manual_dir = 'ptbxl', str(scratch / 'ptbxl')
       config.tfds_dir, config.num_workers = str(scratch / f'tfds_{workers}'), workers
       start = time.perf_counter()

@@ -9,6 +9,10 @@ import numpy as np
 import jax
 import flax
 
+from diffusets_jax import config_schema
+
+SIZES = ('paper', 'micro')
+
 
 def describe() -> dict:
   device = jax.devices()[0]
@@ -37,3 +41,21 @@ def first_and_median_seconds(call, sync, repeats: int) -> tuple[float, float]:
     sync(call())
     times.append(time.perf_counter() - start)
   return first, float(np.median(times))
+
+
+def benchmark_config(size: str = 'paper'):
+  """The models a benchmark times, with random weights: 'paper' is the reference size (text
+  width 1536, as ada-002, embedded offline: the conditions are random anyway); 'micro' is a
+  narrow, shallow model of the same structure, for checking on a CPU in seconds that a
+  benchmark runs (its figures say nothing of the paper size)."""
+  if size not in SIZES:
+    raise ValueError(f'size must be one of {SIZES}, got {size!r}')
+  config = config_schema.reference_config()
+  config.text.encoder, config.text.dim = 'hashing', 1536
+  config.text.model = 'bag-of-words-blake2b-1536'
+  if size == 'micro':
+    config.vae.channels, config.vae.groups = (8, 8, 8), 4
+    config.unet.num_levels = 3
+    config.text.dim, config.text.model = 32, 'bag-of-words-blake2b-32'
+    config.clip.widths, config.clip.text_hidden = (8, 8, 16, 16), 32
+  return config

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import jax
 
-from configs import default
+from diffusets_jax import config_schema
 from diffusets_jax.conditioning import text_encoders
 from diffusets_jax.datasets import heart_rate, input_pipeline
 from diffusets_jax.evaluation import evaluator
@@ -51,9 +51,14 @@ def main():
   parser.add_argument('--hr_batch', type=int, nargs='+', default=[1000, 5000],
                       help='batch sizes of the heart-rate detector benchmark')
   parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--size', default='paper', choices=environment.SIZES,
+                      help='paper: the default CLIP model; micro: a tiny one (a CPU check)')
+  parser.add_argument('--tfds_dir', default=None, help='built datasets (default: the config\'s)')
   parser.add_argument('--out', default='benchmarks/results/evaluation.json')
   args = parser.parse_args()
-  config = default.get_config()
+  config = config_schema.get_config() if args.size == 'paper' else \
+      environment.benchmark_config(args.size)
+  config.data.tfds_dir = args.tfds_dir or config.data.tfds_dir
   rng = np.random.default_rng(0)
   train = input_pipeline.read_all(input_pipeline.open_split(config.data, 'train'), keys=('ecg',))
   real = shifted_copies(train['ecg'], args.num, rng)
@@ -86,7 +91,8 @@ def main():
       **environment.describe(),
       command=' '.join(['python', 'benchmarks/evaluation.py', f'--num {args.num}',
                         f'--hr_batch {" ".join(map(str, args.hr_batch))}',
-                        f'--repeats {args.repeats}', f'--out {args.out}']),
+                        f'--repeats {args.repeats}', f'--size {args.size}',
+                        f'--out {args.out}']),
       score=results, heart_rate=hr_results)
   environment.write_report(report, args.out)
 

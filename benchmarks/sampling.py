@@ -13,9 +13,7 @@ import time
 
 import numpy as np
 import jax
-import jax.numpy as jnp
 
-from configs import diffusets
 from diffusets_jax.diffusion import samplers
 from diffusets_jax.diffusion.schedule import linear_schedule
 from diffusets_jax.models import factory
@@ -55,9 +53,11 @@ def main():
   parser.add_argument('--batch', type=int, nargs='+', default=[1, 16, 64])
   parser.add_argument('--steps', type=int, default=50, help='denoising steps per timed loop')
   parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--size', default='paper', choices=environment.SIZES,
+                      help='paper: the reference U-Net; micro: a tiny one (a CPU check)')
   parser.add_argument('--out', default='benchmarks/results/sampling.json')
   args = parser.parse_args()
-  config = diffusets.get_config()
+  config = environment.benchmark_config(args.size)
   params = factory.init_unet(config, jax.random.PRNGKey(0))
   print(f'U-Net: {factory.count_params(params):,} parameters on {jax.devices()[0].device_kind}')
   results = []
@@ -70,7 +70,7 @@ def main():
       **environment.describe(),
       command=' '.join(['python', 'benchmarks/sampling.py'] + [
           f'--batch {" ".join(map(str, args.batch))}', f'--steps {args.steps}',
-          f'--repeats {args.repeats}', f'--out {args.out}']),
+          f'--repeats {args.repeats}', f'--size {args.size}', f'--out {args.out}']),
       results=results)
   environment.write_report(report, args.out)
 

@@ -15,17 +15,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import jax
 import wfdb
 
-from configs import default
+from diffusets_jax import config_schema
 from diffusets_jax.conditioning import minilm, prompts
 from diffusets_jax.datasets import ludb
 import environment  # benchmarks/environment.py, beside this script
 
 
 def ludb_prompts(manual_dir: Path) -> list[str]:
-  template = default.get_config().text.template
+  template = config_schema.get_config().text.template
   headers = sorted((manual_dir / 'data').glob('*.hea'), key=lambda p: int(p.stem))
   return [prompts.build_prompt(ludb.parse_comments(wfdb.rdheader(str(h.with_suffix(''))).comments)[2],
                                template) for h in headers]

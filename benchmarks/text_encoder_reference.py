@@ -1,6 +1,6 @@
 """Times sentence-transformers (PyTorch) on the prompts of a benchmarks/text_encoder.py run.
 
-Runs in the separate environment of scripts/minilm_reference_vectors.py (it needs PyTorch):
+Runs in the separate environment of experiments/minilm_reference_vectors.py (it needs PyTorch):
 
   /tmp/stenv/bin/python benchmarks/text_encoder_reference.py \
       --prompts_from benchmarks/results/text_encoder_cpu.json \

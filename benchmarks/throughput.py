@@ -7,7 +7,7 @@ training, float32 and bfloat16, each convolution form.
 
 Sampling: ECGs per second, end to end (the sampler's `lax.scan` of U-Net steps, then the VAE
 decode), for DDPM (1000 steps) and DDIM (--ddim_steps), through the program sample.py runs
-(`Generator._sample`), its batch split over every local device. Training: examples per second
+(`Generator.compiled_sampler`), its batch split over every local device. Training: examples per second
 of the trainer's pmapped VAE and diffusion steps, per device and over all local devices, at
 each per-device batch of --train_batches (default: doubling from 16 until memory runs out);
 the largest batch that fits is reported. Weights are random, paper size (configs/diffusets.py,
@@ -40,10 +40,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import environment  # noqa: E402  (benchmarks/environment.py)
-from configs import diffusets  # noqa: E402
+from diffusets_jax import batching, train_state  # noqa: E402
+from diffusets_jax.conditioning.record import conditioning_record  # noqa: E402
+from diffusets_jax.diffusion.schedule import schedule_from_config  # noqa: E402
 from diffusets_jax.generate import Generator  # noqa: E402
 from diffusets_jax.models import factory, layers  # noqa: E402
-from diffusets_jax.training import steps, trainer  # noqa: E402
+from diffusets_jax.store import TrainedModel  # noqa: E402
+from diffusets_jax.training import steps  # noqa: E402
 
 OUT_OF_MEMORY = ('RESOURCE_EXHAUSTED', 'Out of memory', 'out of memory', 'OOM')
 
@@ -52,11 +55,8 @@ def is_out_of_memory(error: Exception) -> bool:
   return any(marker in str(error) for marker in OUT_OF_MEMORY)
 
 
-def paper_config(precision: str, conv_form: str):
-  config = diffusets.get_config()
-  # Same width as ada-002, offline (the conditions are random anyway).
-  config.text.encoder, config.text.dim = 'hashing', 1536
-  config.text.model = 'bag-of-words-blake2b-1536'
+def paper_config(precision: str, conv_form: str, size: str = 'paper'):
+  config = environment.benchmark_config(size)
   config.precision, config.conv_form = precision, conv_form
   return config
 
@@ -87,12 +87,12 @@ def timed(call, repeats: int) -> float:
 
 def sampling_rows(precision, conv_form, sampler, batches, args, weights):
   """One row per batch: ECGs/s end to end, or why there is no figure."""
-  config = paper_config(precision, conv_form)
+  config = paper_config(precision, conv_form, args.size)
   vae_params, unet_params = weights
-  generator = Generator(config, vae_params, unet_params, trainer.conditioning_record(config, 50.0))
-  sampler, num_steps = generator.sampler_settings(sampler, args.ddim_steps)
-  label = 'ddpm-1000' if sampler == 'ddpm' else f'ddim-{num_steps}'
-  guide = args.guidance_scale != 1.0
+  generator = Generator(TrainedModel(config, vae_params, unet_params,
+                                     conditioning_record(config, 50.0)))
+  settings = generator.settings(sampler, args.ddim_steps, guidance_scale=args.guidance_scale)
+  label = 'ddpm-1000' if sampler == 'ddpm' else f'ddim-{settings.steps}'
   rows, last = [], None
   for batch in batches:
     row = dict(section='sampling', sampler=label, precision=precision,
@@ -103,19 +103,15 @@ def sampling_rows(precision, conv_form, sampler, batches, args, weights):
                         f'--max_call_s {args.max_call_s:g}')
       record(rows, row)
       continue
-    batch = -(-batch // len(generator.devices)) * len(generator.devices)
+    batch = batching.round_to_devices(batch, len(generator.devices))
     rng = np.random.default_rng(batch)
-    cond = np.concatenate([0.03 * rng.standard_normal((batch, 1536)),
+    cond = np.concatenate([0.03 * rng.standard_normal((batch, config.text.dim)),
                            np.tile([[1.0, 60.0, 70.0]], (batch, 1))], 1).astype(np.float32)
     try:
       start = time.perf_counter()
-      compiled = Generator._sample.lower(
-          generator, generator.params(), cond, batch, sampler, num_steps, guide,
-          args.guidance_scale, jax.random.PRNGKey(0), generator.batch_sharding(batch)).compile()
+      sample = generator.compiled_sampler(batch, settings)
       row['compile_s'] = round(time.perf_counter() - start, 2)
-      call = lambda: compiled(generator.params(), cond, args.guidance_scale,
-                              jax.random.PRNGKey(0))
-      seconds = timed(call, args.repeats)
+      seconds = timed(lambda: sample(cond, jax.random.PRNGKey(0)), args.repeats)
     except Exception as error:  # noqa: BLE001  (recorded, then the next configuration)
       row['error'] = 'out of device memory' if is_out_of_memory(error) else \
           f'{type(error).__name__}: {str(error)[:200]}'
@@ -124,7 +120,8 @@ def sampling_rows(precision, conv_form, sampler, batches, args, weights):
         break
       continue
     row.update(seconds=round(seconds, 4), ecgs_per_s=round(batch / seconds, 2),
-               program_mib=mib(program_bytes(compiled)), device_peak_mib=mib(device_peak_bytes()))
+               program_mib=mib(program_bytes(sample.compiled)),
+               device_peak_mib=mib(device_peak_bytes()))
     record(rows, row)
     last = row
   return rows
@@ -152,7 +149,7 @@ def training_batch(stage: str, per_device: int, config):
     ecg = 0.3 * rng.standard_normal((devices, per_device, 1024, 12))
     return dict(ecg=ecg.astype(np.float32), example_index=index)
   latent = rng.standard_normal((devices, per_device) + factory.latent_shape(config))
-  cond = np.concatenate([0.03 * rng.standard_normal((devices, per_device, 1536)),
+  cond = np.concatenate([0.03 * rng.standard_normal((devices, per_device, config.text.dim)),
                          np.broadcast_to([1.0, 60.0, 70.0], (devices, per_device, 3))], -1)
   return dict(latent=latent.astype(np.float32), cond=cond.astype(np.float32),
               example_index=index)
@@ -160,15 +157,15 @@ def training_batch(stage: str, per_device: int, config):
 
 def training_rows(stage, precision, conv_form, per_device_batches, args):
   """Examples/s of one pmapped training step at each per-device batch, until memory runs out."""
-  config = paper_config(precision, conv_form)
+  config = paper_config(precision, conv_form, args.size)
   devices = jax.local_device_count()
   if stage == 'vae':
-    model, state = trainer.vae_state(config, 1000)
+    model, state = train_state.vae_state(config, 1000)
     step = steps.make_vae_step(model)
     extra = (jnp.float32(1.0),)  # kl_weight
   else:
-    model, state = trainer.unet_state(config, 1000)
-    step = steps.make_diffusion_step(model, trainer.schedule_from_config(config))
+    model, state = train_state.unet_state(config, 1000)
+    step = steps.make_diffusion_step(model, schedule_from_config(config))
     extra = ()
   rows, last = [], None
   for per_device in per_device_batches:
@@ -288,6 +285,9 @@ def main():
                       help='1: unguided (one U-Net pass per step); otherwise the batched '
                       'conditional + unconditional pass')
   parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--size', default='paper', choices=environment.SIZES,
+                      help='paper: the reference models; micro: tiny ones, to check on a CPU '
+                      'that the benchmark runs')
   parser.add_argument('--max_call_s', type=float, default=600.0,
                       help='skip a configuration whose call is predicted to take longer')
   parser.add_argument('--out', default=f'benchmarks/results/throughput_{jax.default_backend()}.json')
@@ -300,7 +300,7 @@ def main():
         f'({jax.default_backend()}); JAX {jax.__version__}', flush=True)
   weights = None
   if 'sampling' in args.sections:
-    config = paper_config('float32', 'auto')
+    config = paper_config('float32', 'auto', args.size)
     weights = (factory.init_vae(config, jax.random.PRNGKey(1)),
                factory.init_unet(config, jax.random.PRNGKey(0)))
   sampling, training = [], []

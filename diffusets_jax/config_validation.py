@@ -3,8 +3,9 @@ from pathlib import Path
 
 import ml_collections
 
+from diffusets_jax import config_schema
 from diffusets_jax.conditioning import text_encoders
-from diffusets_jax.diffusion import samplers
+from diffusets_jax.diffusion import samplers, sampling_settings
 from diffusets_jax.models import layers
 
 
@@ -21,11 +22,10 @@ def unknown_fields(config, reference, prefix: str = '') -> list[str]:
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Raises ValueError naming unknown or inconsistent fields; returns the config locked."""
-  from configs import default  # the schema every config derives from
-  unknown = unknown_fields(config, default.get_config())
+  unknown = unknown_fields(config, config_schema.get_config())
   if unknown:
     raise ValueError(f'unknown config field(s): {", ".join(unknown)} '
-                     f'(the known fields are in configs/default.py)')
+                     f'(the known fields are in diffusets_jax/config_schema.py)')
   text_encoders.resolve(config.text)
   layers.compute_dtype(config.precision)  # each raises naming its field
   layers.conv_form_for(config.conv_form, backend='cpu')
@@ -65,7 +65,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   samplers.check_guidance_min_step(config.sampling.guidance_min_step,
                                    config.diffusion.num_timesteps, 'sampling.guidance_min_step')
   samplers.check_ddim_eta(config.sampling.ddim_eta, 'sampling.ddim_eta')
-  if config.sampling.sampler not in ('ddpm', 'ddim'):
+  if config.sampling.sampler not in sampling_settings.SAMPLERS:
     raise ValueError(f"sampling.sampler must be 'ddpm' or 'ddim', got {config.sampling.sampler!r}")
   if config.train.heldout_every_steps < 0 or config.train.heldout_records < 1:
     raise ValueError(f'train.heldout_every_steps must be >= 0 (0: off) and train.heldout_records '

@@ -18,13 +18,6 @@ import wfdb.processing
 from diffusets_jax.datasets import heart_rate, ludb, preprocessing
 
 
-def xqrs_rate(lead_ii: np.ndarray, fs: float) -> float:
-  beats = wfdb.processing.xqrs_detect(lead_ii, fs=fs, verbose=False)
-  if len(beats) < 2:
-    return float('nan')
-  return 60.0 * fs * (len(beats) - 1) / (beats[-1] - beats[0])
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--ludb', default=str(ludb.BUNDLED_DIR), help='LUDB folder (with RECORDS)')
@@ -38,7 +31,7 @@ def main():
     signal = record.p_signal[:, preprocessing.standard_lead_order(record.sig_name)]
     signal, _ = preprocessing.replace_nans(signal)
     ours.append(float(heart_rate.heart_rate(preprocessing.resample(signal))))
-    theirs.append(xqrs_rate(signal[:, 1], record.fs))
+    theirs.append(heart_rate.xqrs_rate(signal[:, 1], record.fs))
     ids.append(Path(line).name)
   ours, theirs = np.array(ours), np.array(theirs)
   valid = np.isfinite(ours) & np.isfinite(theirs)

@@ -12,27 +12,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.evaluation import evaluator
-from diffusets_jax.models import factory
-from diffusets_jax.training import checkpoints, trainer
+from diffusets_jax.generate import VAECodec
+from diffusets_jax.store.loading import open_vae
 
 SPLITS = ('train', 'val', 'test')
-
-
-def load_vae(workdir):
-  """(config, VAE params) of a workdir's vae stage, or of the shipped model for None."""
-  if workdir is None:
-    from diffusets_jax import pretrained
-    config, vae_params, _, _ = pretrained.load()
-    return config, vae_params
-  workdir = Path(workdir)
-  if not workdir.is_dir():
-    raise SystemExit(f'--workdir {workdir}: no such folder')
-  config = checkpoints.load_config(workdir)
-  return config, trainer.workdir_vae_params(config, workdir)
 
 
 def main(argv=None):
@@ -43,9 +29,10 @@ def main(argv=None):
   parser.add_argument('--out', required=True, help='JSON file to write')
   args = parser.parse_args(argv)
 
-  config, vae_params = load_vae(args.workdir)
-  # vae_reconstruction needs only these three of a Generator.
-  generator = SimpleNamespace(vae=factory.make_vae(config), vae_params=vae_params, config=config)
+  if args.workdir and not Path(args.workdir).is_dir():
+    parser.error(f'--workdir {args.workdir}: no such folder')
+  config, vae_params = open_vae(args.workdir or 'pretrained')
+  codec = VAECodec(config, vae_params)
   datasets = config.data.name.split('+')
   result = dict(workdir=args.workdir or 'pretrained', command=' '.join(['python'] + sys.argv),
                 latent_channels=config.vae.latent_channels, channels=list(config.vae.channels))
@@ -53,7 +40,7 @@ def main(argv=None):
     for split in SPLITS:
       split_data = input_pipeline.open_split(config.data, split, dataset)
       ecg = input_pipeline.read_all(split_data, keys=('ecg',))['ecg']
-      entry, _ = evaluator.vae_reconstruction(generator, ecg)
+      entry, _ = evaluator.vae_reconstruction(codec, ecg)
       result[f'{dataset}_{split}'] = entry
       print(f'{dataset} {split}: {len(ecg)} records, MAE {entry["mae_mv"]:.4f} mV = '
             f'{entry["mae_over_flat_line"]:.3f} x flat line, rate within 3 bpm '

@@ -55,12 +55,11 @@ def config(tfds_dir):
 def trained_workdir(tmp_path_factory, tfds_dir):
   """A workdir with a few steps of both stages: enough to exercise loading and sampling."""
   from diffusets_jax import config_validation
-  from diffusets_jax.training import trainer
+  from diffusets_jax.training import stages
   config = config_validation.validate(micro_config(tfds_dir))
   workdir = tmp_path_factory.mktemp('run')
-  trainer.train_and_evaluate(config, workdir, 'all')
+  stages.train_stages(config, workdir, 'all')
   return workdir
-
 
 
 def guided_config(config):
@@ -79,12 +78,13 @@ def guided_workdir(trained_workdir, tmp_path_factory):
   """The session's VAE and latents, with a U-Net trained 6 steps with guided_config."""
   import json
   import shutil
-  from diffusets_jax.training import checkpoints, trainer
+  from diffusets_jax.store import workdir as workdirs
+  from diffusets_jax.training import diffusion_stage
   workdir = tmp_path_factory.mktemp('guided')
   for name in ('vae', 'latents'):
     shutil.copytree(trained_workdir / name, workdir / name)
   config = guided_config(micro_config(json.loads(
       (trained_workdir / 'config.json').read_text())['data']['tfds_dir']))
-  checkpoints.save_config(workdir, config)
-  trainer.train_diffusion(config, workdir, max_steps=6)
+  workdirs.save_config(workdir, config)
+  diffusion_stage.train_diffusion(config, workdir, max_steps=6)
   return workdir

@@ -18,8 +18,8 @@ def main():
              for g in (everywhere, one)]
   guided = [g.generate('Sinus bradycardia', 60, 'M', 50, num=4, sampler='ddim', steps=4,
                        guidance_scale=3.0) for g in (everywhere, one)]
-  ecg, _ = everywhere._sample(everywhere.params(), np.asarray(cond[:4]), 4, 'ddim', 4, False,
-                              1.0, 0, jax.random.PRNGKey(0), everywhere.batch_sharding(4))
+  ecg, _ = everywhere.sample_batch(cond[:4], everywhere.settings('ddim', 4, guidance_scale=1.0),
+                                   jax.random.PRNGKey(0))
   print(json.dumps(dict(
       devices=len(everywhere.devices),
       devices_holding_the_batch=len(ecg.sharding.device_set),

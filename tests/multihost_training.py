@@ -20,16 +20,19 @@ def main():
   parser.add_argument('--process_id', type=int, default=0)
   parser.add_argument('--port', type=int, default=12355)
   args = parser.parse_args()
-  from diffusets_jax.training import distributed, trainer
+  from diffusets_jax.training import distributed
+  from diffusets_jax.store import workdir as workdirs
+  from diffusets_jax.training import latents_stage
+  from diffusets_jax.training import vae_stage
   if args.num_processes > 1:
     distributed.initialize(f'127.0.0.1:{args.port}', args.num_processes, args.process_id)
   from diffusets_jax import config_validation
   from tests.conftest import micro_config
   config = micro_config(args.tfds_dir)
   config = config_validation.validate(config)
-  trainer.checkpoints.save_config(args.workdir, config)
-  state = trainer.train_vae(config, args.workdir, max_steps=4)
-  trainer.encode_latents(config, args.workdir, state.params)
+  workdirs.save_config(args.workdir, config)
+  state = vae_stage.train_vae(config, args.workdir, max_steps=4)
+  latents_stage.encode_latents(config, args.workdir, state.params)
 
 
 if __name__ == '__main__':

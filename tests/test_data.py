@@ -55,7 +55,7 @@ def test_longest_rr_ratio_flags_a_dropped_beat_and_not_a_regular_rhythm():
 
 
 def test_beat_diagnostics_split_the_rate_error_of_a_pause_from_the_rhythm():
-  from scripts.beat_diagnostics import diagnose
+  from diffusets_jax.evaluation.beats import diagnose
   generated = np.stack([synthetic_ecg(60, dropped=(4,)), synthetic_ecg(90, seed=2)])
   real = np.stack([synthetic_ecg(60, seed=3), synthetic_ecg(90, seed=4)])
   summary = diagnose(generated, real, np.array([60.0, 90.0]))
@@ -160,14 +160,13 @@ def test_batches_depend_only_on_the_step_and_split_over_devices():
 
 def test_heart_rate_agrees_with_xqrs_on_ludb():
   """A second, independent detector (wfdb's XQRS on lead II at 500 Hz) on 30 LUDB records."""
-  from scripts.heart_rate_agreement import xqrs_rate
   ours, theirs = [], []
   for line in (ludb.BUNDLED_DIR / 'RECORDS').read_text().split()[:30]:
     record = wfdb.rdrecord(str(ludb.BUNDLED_DIR / line))
     signal = record.p_signal[:, preprocessing.standard_lead_order(record.sig_name)]
     signal, _ = preprocessing.replace_nans(signal)
     ours.append(float(heart_rate.heart_rate(preprocessing.resample(signal))))
-    theirs.append(xqrs_rate(signal[:, 1], record.fs))
+    theirs.append(heart_rate.xqrs_rate(signal[:, 1], record.fs))
   ours, theirs = np.array(ours), np.array(theirs)
   both = np.isfinite(ours) & np.isfinite(theirs)
   difference = np.abs(ours[both] - theirs[both])
@@ -176,11 +175,11 @@ def test_heart_rate_agrees_with_xqrs_on_ludb():
 
 
 def test_rates_by_phrase_counts_matching_records_and_rates_above():
-  from scripts.heart_rate_by_report import rates_by_phrase
   reports = [['Sinus rhythm', 'Left axis deviation'], ['sinus tachycardia'], ['SINUS RHYTHM'],
              ['Atrial fibrillation']]
-  rows = rates_by_phrase(reports, [60.0, 120.0, 110.0, float('nan')],
-                         ['sinus rhythm', 'atrial fibrillation', 'flutter'], above_bpm=100)
+  rows = heart_rate.rates_by_phrase(reports, [60.0, 120.0, 110.0, float('nan')],
+                                    ['sinus rhythm', 'atrial fibrillation', 'flutter'],
+                                    above_bpm=100)
   rhythm, fibrillation, flutter = rows
   assert rhythm['records'] == 2 and rhythm['above'] == 1
   assert rhythm['quantiles_bpm']['0.5'] == 85.0 and rhythm['quantiles_bpm']['1'] == 110.0

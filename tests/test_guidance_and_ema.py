@@ -11,7 +11,9 @@ from diffusets_jax import config_validation
 from diffusets_jax.conditioning import patient
 from diffusets_jax.diffusion import samplers
 from diffusets_jax.generate import Generator
-from diffusets_jax.training import checkpoints, trainer
+from diffusets_jax import train_state
+from diffusets_jax.store import workdir as workdirs
+from diffusets_jax.training import diffusion_stage
 
 
 def read_log(workdir):
@@ -20,30 +22,29 @@ def read_log(workdir):
 
 
 def test_killed_run_resumes_exactly_ema_included(guided_workdir, tmp_path):
-  config = checkpoints.load_config(guided_workdir)
+  config = workdirs.load_config(guided_workdir)
   config = config_validation.validate(config)
   killed = tmp_path / 'killed'
   for name in ('vae', 'latents'):
     shutil.copytree(guided_workdir / name, killed / name)
-  trainer.train_diffusion(config, killed, max_steps=4)
-  assert checkpoints.manager(killed, 'diffusion').latest_step() == 4
+  diffusion_stage.train_diffusion(config, killed, max_steps=4)
+  assert workdirs.manager(killed, 'diffusion').latest_step() == 4
   # As if the killed run had logged step 5 and died writing step 6, before the next checkpoint.
   log = killed / 'diffusion' / 'metrics.jsonl'
   with open(log, 'a') as f:
     f.write(json.dumps({'step': 5, 'loss': 1e9}) + '\n{"step": 6, "lo')
-  trainer.train_diffusion(config, killed, max_steps=6)  # restarted: resumes at step 4
+  diffusion_stage.train_diffusion(config, killed, max_steps=6)  # restarted: resumes at step 4
   steps_logged = [json.loads(line)['step'] for line in log.read_text().splitlines()]
   assert steps_logged == [1, 2, 3, 4, 5, 6]  # each once: the killed run's extra lines dropped
   full, resumed = read_log(guided_workdir), read_log(killed)
   np.testing.assert_allclose([resumed[5], resumed[6]], [full[5], full[6]], rtol=1e-6)
-  target = trainer.abstract_state(config, 'diffusion')
-  a = checkpoints.restore_state(guided_workdir, 'diffusion', target)
-  b = checkpoints.restore_state(killed, 'diffusion', target)
+  a = workdirs.restore_state(guided_workdir, 'diffusion', config)
+  b = workdirs.restore_state(killed, 'diffusion', config)
   assert int(a.step) == int(b.step) == 6
   for x, y in zip(jax.tree_util.tree_leaves(a.ema_params), jax.tree_util.tree_leaves(b.ema_params)):
     np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7)
   # The EMA is an average, not a copy of the weights, and it has moved from the initial ones.
-  init = trainer.unet_state(config, 1)[1].params
+  init = train_state.unet_state(config, 1)[1].params
   moved = [float(np.max(np.abs(e - p))) for e, p in zip(
       jax.tree_util.tree_leaves(a.ema_params), jax.tree_util.tree_leaves(init))]
   apart = [float(np.max(np.abs(e - p))) for e, p in zip(
@@ -52,9 +53,8 @@ def test_killed_run_resumes_exactly_ema_included(guided_workdir, tmp_path):
 
 
 def test_null_condition_is_learned(guided_workdir):
-  config = checkpoints.load_config(guided_workdir)
-  state = checkpoints.restore_state(guided_workdir, 'diffusion',
-                                    trainer.abstract_state(config, 'diffusion'))
+  config = workdirs.load_config(guided_workdir)
+  state = workdirs.restore_state(guided_workdir, 'diffusion', config)
   null = np.asarray(state.params['null_condition'])
   assert null.shape == (387,) and np.abs(null).max() > 0  # initialised at zero, then trained
 
@@ -85,11 +85,9 @@ def test_guidance_scale_one_is_the_unguided_sampler(guided_workdir, sampler):
   np.testing.assert_array_equal(default, unguided)
   # The batched cond/uncond program run at scale 1 computes the same (up to float rounding of
   # a batch twice as large), and another scale changes the ECGs.
-  cond = jnp.asarray(gen.condition('Sinus rhythm', 50, 'F', 70, 2))
-  params = gen.params()
-  sampler_steps = 5 if sampler == 'ddim' else 0
-  traced_one, _ = gen._sample(params, cond, 2, sampler, sampler_steps, True, 1.0, 0,
-                              jax.random.PRNGKey(3), gen.batch_sharding(2))
+  cond = gen.condition('Sinus rhythm', 50, 'F', 70, 2)
+  traced_one, _ = gen.sample_batch(cond, gen.settings(sampler, 5, guidance_scale=1.0),
+                                   jax.random.PRNGKey(3), guided=True)
   np.testing.assert_allclose(np.asarray(traced_one), unguided, atol=1e-4)
   guided = gen.generate(**kwargs, guidance_scale=3.0)
   assert np.all(np.isfinite(guided)) and np.abs(guided - unguided).max() > 1e-4
@@ -100,13 +98,12 @@ def test_guidance_needs_a_null_condition(trained_workdir):
   with pytest.raises(ValueError, match='needs a null condition'):
     gen.generate('Sinus rhythm', 50, 'F', 70, guidance_scale=2.0)
   with pytest.raises(ValueError, match='finite number'):
-    gen.guidance(float('nan'))
+    gen.settings(guidance_scale=float('nan'))
 
 
 def test_ema_weights_are_used_for_sampling_by_default(guided_workdir):
-  config = checkpoints.load_config(guided_workdir)
-  state = checkpoints.restore_state(guided_workdir, 'diffusion',
-                                    trainer.abstract_state(config, 'diffusion'))
+  config = workdirs.load_config(guided_workdir)
+  state = workdirs.restore_state(guided_workdir, 'diffusion', config)
   gen = Generator.from_workdir(guided_workdir)
   for a, b in zip(jax.tree_util.tree_leaves(gen.unet_params),
                   jax.tree_util.tree_leaves(state.ema_params)):

@@ -12,7 +12,10 @@ from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.diffusion.schedule import linear_schedule
 from diffusets_jax.io import plots
 from diffusets_jax.models import factory, unet
-from diffusets_jax.training import losses, steps, trainer
+from diffusets_jax.training import losses, steps
+from diffusets_jax import train_state
+from diffusets_jax.diffusion import schedule
+from diffusets_jax.store import workdir as workdirs
 
 SCHEDULE = linear_schedule(1000, 0.00085, 0.012)
 
@@ -77,9 +80,9 @@ def test_zero_gamma_is_the_reference_loss():
 
 def test_train_step_optimises_the_weighted_loss(config):
   config.diffusion.min_snr_gamma = 5.0
-  model, state = trainer.unet_state(config, 10)
-  schedule = trainer.schedule_from_config(config)
-  p_step = steps.make_diffusion_step(model, schedule, min_snr_gamma=5.0)
+  model, state = train_state.unet_state(config, 10)
+  noise_schedule = schedule.schedule_from_config(config)
+  p_step = steps.make_diffusion_step(model, noise_schedule, min_snr_gamma=5.0)
   rng = np.random.default_rng(0)
   batch = 4
   latent = rng.standard_normal((batch,) + factory.latent_shape(config)).astype(np.float32)
@@ -111,7 +114,7 @@ def test_curves_show_the_weighted_and_unweighted_loss(tmp_path, monkeypatch):
       '\n'.join(json.dumps(r) for r in rows) + '\n')
   figures = []
   monkeypatch.setattr(plots.plt, 'close', figures.append)
-  plots.plot_training_curves(tmp_path)
+  plots.plot_training_curves(workdirs.training_logs(tmp_path), tmp_path / 'curves.png')
   lines = figures[0].axes[0].get_lines()
   assert [line.get_label() for line in lines] == ['loss (Min-SNR weighted)', 'unweighted_loss']
   np.testing.assert_allclose(lines[1].get_ydata(), [20.0, 10.0, 20.0 / 3])

@@ -10,7 +10,10 @@ import pytest
 from diffusets_jax import config_validation
 from diffusets_jax.diffusion.schedule import linear_schedule
 from diffusets_jax.models import unet
-from diffusets_jax.training import checkpoints, heldout, losses, trainer
+from diffusets_jax.training import heldout, losses
+from diffusets_jax.diffusion import schedule
+from diffusets_jax.store import workdir as workdirs
+from diffusets_jax.training import diffusion_stage
 
 
 def small_unet(dropout):
@@ -95,15 +98,14 @@ def test_training_logs_the_heldout_loss_of_the_sampling_weights(guided_workdir):
   rows = [json.loads(line) for line in
           (guided_workdir / 'diffusion' / 'heldout.jsonl').read_text().splitlines()]
   assert [r['step'] for r in rows] == [6]
-  config = checkpoints.load_config(guided_workdir)
-  state = checkpoints.restore_state(guided_workdir, 'diffusion',
-                                    trainer.abstract_state(config, 'diffusion'))
-  val = trainer.load_latents(guided_workdir, 'val')
+  config = workdirs.load_config(guided_workdir)
+  state = workdirs.restore_state(guided_workdir, 'diffusion', config)
+  val = workdirs.load_latents(guided_workdir, 'val')
   index = np.arange(len(val['latent']))
   assert rows[0]['records'] == len(index) > 0
   from diffusets_jax.models import factory
-  fn = heldout.make_loss_fn(factory.make_unet(config), trainer.schedule_from_config(config),
-                            val['latent'], trainer.latent_conditions(val, index),
+  fn = heldout.make_loss_fn(factory.make_unet(config), schedule.schedule_from_config(config),
+                            val['latent'], diffusion_stage.latent_conditions(val, index),
                             seed=config.seed + 7, batch_size=config.diffusion.batch_size)
   np.testing.assert_allclose(rows[0]['heldout_loss'], fn(state.ema_params)['loss'], rtol=1e-5)
   assert rows[0]['heldout_loss'] != pytest.approx(fn(state.params)['loss'], rel=1e-6)

@@ -10,7 +10,8 @@ import pytest
 from configs import diffusets
 from diffusets_jax import config_validation
 from diffusets_jax.models import factory, layers
-from diffusets_jax.training import checkpoints, trainer
+from diffusets_jax.store import workdir as workdirs
+from diffusets_jax.training import diffusion_stage
 
 # bfloat16 keeps 8 significant bits: each rounding is off by at most u = 2**-8 relative. Over L
 # layers with independent roundings the relative error grows like sqrt(L) * u; the factor 2
@@ -129,11 +130,10 @@ def test_bfloat16_training_tracks_float32(trained_workdir, tmp_path):
     config = base.copy_and_resolve_references()
     config.precision = precision
     config = config_validation.validate(config)
-    checkpoints.save_config(workdir, config)
-    trainer.train_diffusion(config, workdir, max_steps=12)
+    workdirs.save_config(workdir, config)
+    diffusion_stage.train_diffusion(config, workdir, max_steps=12)
     runs[precision] = losses(workdir)
-    state = checkpoints.restore_state(workdir, 'diffusion',
-                                      trainer.abstract_state(config, 'diffusion'))
+    state = workdirs.restore_state(workdir, 'diffusion', config)
     dtypes = {x.dtype for x in jax.tree_util.tree_leaves((state.params, state.opt_state))
               if jnp.issubdtype(x.dtype, jnp.floating)}
     assert dtypes == {np.dtype('float32')}, (precision, dtypes)

@@ -1,5 +1,6 @@
 """The pretrained model shipped in the package: its files, checksum, shapes, and that it
 generates finite ECGs of the right shape from the Python API and from sample.py."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,26 +10,30 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from diffusets_jax import pretrained
+from diffusets_jax import train_state
 from diffusets_jax.generate import Generator
 from diffusets_jax.models import factory
-from diffusets_jax.training import checkpoints, trainer
+from diffusets_jax.store import exported, files, loading, open_model
+from diffusets_jax.store import workdir as workdirs
+from diffusets_jax.training import diffusion_stage, stages
 
 ROOT = Path(__file__).resolve().parents[1]
-MANIFEST = json.loads((pretrained.HERE / 'manifest.json').read_text())
+SHIPPED = exported.PRETRAINED_FOLDER
+MANIFEST = json.loads((SHIPPED / 'manifest.json').read_text())
 
 
 def test_files_match_the_manifest():
-  weights = pretrained.HERE / pretrained.WEIGHTS
-  assert weights.stat().st_size == MANIFEST['bytes'] <= pretrained.MAX_BYTES
-  assert pretrained.sha256(weights) == MANIFEST['sha256']
+  weights = SHIPPED / exported.WEIGHTS
+  assert weights.stat().st_size == MANIFEST['bytes'] <= exported.MAX_BYTES
+  assert files.sha256(weights) == MANIFEST['sha256']
   tensors = load_file(str(weights))
   assert {name: list(t.shape) for name, t in tensors.items()} == MANIFEST['shapes']
   assert all(t.dtype == np.float32 and np.all(np.isfinite(t)) for t in tensors.values())
 
 
 def test_weights_fit_the_recorded_config():
-  config, vae_params, unet_params, conditioning = pretrained.load()
+  model = open_model('pretrained')
+  config, vae_params, unet_params = model.config, model.vae_params, model.unet_params
   import jax
   vae_shapes = jax.eval_shape(lambda: factory.init_vae(config, jax.random.PRNGKey(0)))
   unet_shapes = jax.eval_shape(lambda: factory.init_unet(config, jax.random.PRNGKey(0)))
@@ -36,17 +41,17 @@ def test_weights_fit_the_recorded_config():
       x.shape == y.shape for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
   assert same(vae_params, vae_shapes) and same(unet_params, unet_shapes)
   assert factory.count_params(unet_params) == MANIFEST['parameters']['unet']
-  assert conditioning['text']['encoder'] == config.text.encoder
+  assert model.conditioning['text']['encoder'] == config.text.encoder
 
 
 def test_a_damaged_file_is_refused(tmp_path):
   for name in ('config.json', 'conditioning.json', 'manifest.json'):
-    (tmp_path / name).write_text((pretrained.HERE / name).read_text())
-  data = bytearray((pretrained.HERE / pretrained.WEIGHTS).read_bytes())
+    (tmp_path / name).write_text((SHIPPED / name).read_text())
+  data = bytearray((SHIPPED / exported.WEIGHTS).read_bytes())
   data[-1] ^= 1
-  (tmp_path / pretrained.WEIGHTS).write_bytes(bytes(data))
+  (tmp_path / exported.WEIGHTS).write_bytes(bytes(data))
   with pytest.raises(ValueError, match='does not match the SHA-256'):
-    pretrained.load(tmp_path)
+    open_model(tmp_path)
 
 
 def test_generates_finite_ecgs_of_the_right_shape():
@@ -71,13 +76,13 @@ def test_warm_start_copies_shared_tensors_and_keeps_new_ones():
   initial = {'a': {'kernel': np.zeros((2, 3), np.float32)},
              'new': {'kernel': np.full((3,), 7.0, np.float32)}}
   source = {'a': {'kernel': np.arange(6.0, dtype=np.float32).reshape(2, 3)}}
-  out = trainer.warm_start(initial, source, 'the source')
+  out = train_state.warm_start(initial, source, 'the source')
   np.testing.assert_array_equal(out['a']['kernel'], source['a']['kernel'])
   np.testing.assert_array_equal(out['new']['kernel'], initial['new']['kernel'])
   with pytest.raises(ValueError, match=r'a/kernel has shape \(3, 2\)'):
-    trainer.warm_start(initial, {'a': {'kernel': np.zeros((3, 2))}}, 'the source')
+    train_state.warm_start(initial, {'a': {'kernel': np.zeros((3, 2))}}, 'the source')
   with pytest.raises(ValueError, match='parameters this config does not build'):
-    trainer.warm_start(initial, {**source, 'gone': {'bias': np.zeros(1)}}, 'the source')
+    train_state.warm_start(initial, {**source, 'gone': {'bias': np.zeros(1)}}, 'the source')
 
 
 def test_fine_tuning_from_a_shipped_model_with_a_new_option(guided_workdir, tmp_path,
@@ -85,17 +90,16 @@ def test_fine_tuning_from_a_shipped_model_with_a_new_option(guided_workdir, tmp_
   """train.init_from='pretrained', here with a package exported from a micro run: the U-Net
   starts from its EMA weights (the clock's new tensors at zero, so the output is unchanged), its
   VAE encodes the latents, training runs, and the result exports with that VAE."""
-  import functools
   import jax
   import jax.numpy as jnp
-  package = pretrained.export(guided_workdir, tmp_path / 'package')
-  load_folder = pretrained.load
-  monkeypatch.setattr(pretrained, 'load', functools.partial(load_folder, package))
-  base, shipped_vae, shipped_unet, _ = pretrained.load()
-  config = checkpoints.load_config(guided_workdir)
+  package = exported.export(open_model(guided_workdir, use_ema=True), tmp_path / 'package')
+  monkeypatch.setattr(exported, 'PRETRAINED_FOLDER', package)
+  shipped = open_model('pretrained')
+  base, shipped_vae, shipped_unet = shipped.config, shipped.vae_params, shipped.unet_params
+  config = workdirs.load_config(guided_workdir)
   config.unet.heart_rate_clock = 2
   config.train.init_from = 'pretrained'
-  unet, state = trainer.initial_unet_state(config, 10)
+  unet, state = diffusion_stage.initial_unet_state(config, 10)
   assert factory.count_params(state.params) > factory.count_params(shipped_unet)
   z = jax.random.normal(jax.random.PRNGKey(0), (2,) + factory.latent_shape(config))
   t = jnp.array([5, 700])
@@ -109,14 +113,16 @@ def test_fine_tuning_from_a_shipped_model_with_a_new_option(guided_workdir, tmp_
     np.testing.assert_array_equal(a, b)
 
   workdir = tmp_path / 'fine_tuned'
-  trainer.train_and_evaluate(config, workdir, 'latents')
-  encoded = trainer.load_latents(workdir, 'train')['latent']
-  np.testing.assert_allclose(encoded, trainer.load_latents(guided_workdir, 'train')['latent'],
+  stages.train_stages(config, workdir, 'latents')
+  encoded = workdirs.load_latents(workdir, 'train')['latent']
+  np.testing.assert_allclose(encoded, workdirs.load_latents(guided_workdir, 'train')['latent'],
                              atol=1e-5)  # the package holds the same VAE as the micro run
-  trainer.train_diffusion(config, workdir, max_steps=2)
-  exported = load_folder(pretrained.export(workdir, tmp_path / 'fine_tuned_package'))
-  assert exported[0].unet.heart_rate_clock == 2
-  for a, b in zip(jax.tree_util.tree_leaves(exported[1]), jax.tree_util.tree_leaves(shipped_vae)):
+  diffusion_stage.train_diffusion(config, workdir, max_steps=2)
+  fine_tuned = open_model(exported.export(open_model(workdir, use_ema=True),
+                                          tmp_path / 'fine_tuned_package'))
+  assert fine_tuned.config.unet.heart_rate_clock == 2
+  for a, b in zip(jax.tree_util.tree_leaves(fine_tuned.vae_params),
+                  jax.tree_util.tree_leaves(shipped_vae)):
     np.testing.assert_array_equal(a, b)
 
 
@@ -125,22 +131,23 @@ def test_fine_tuning_from_an_exported_folder(guided_workdir, tmp_path):
   model's EMA weights and its VAE encodes the latents, without touching the shipped model."""
   import jax
   from diffusets_jax import config_validation
-  folder = pretrained.export(guided_workdir, tmp_path / 'exported')
-  _, exported_vae, exported_unet, _ = pretrained.load(folder)
-  config = checkpoints.load_config(guided_workdir)
+  folder = exported.export(open_model(guided_workdir, use_ema=True), tmp_path / 'exported')
+  model = open_model(folder)
+  exported_vae, exported_unet = model.vae_params, model.unet_params
+  config = workdirs.load_config(guided_workdir)
   config.unlock()
   config.train.init_from = str(folder)
   config_validation.validate(config)
-  _, state = trainer.initial_unet_state(config, 10)
+  _, state = diffusion_stage.initial_unet_state(config, 10)
   for name, tree in (('params', state.params), ('ema_params', state.ema_params)):
     for a, b in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(exported_unet)):
       np.testing.assert_array_equal(a, b, err_msg=name)
   workdir = tmp_path / 'fine_tuned'
-  trainer.train_and_evaluate(config, workdir, 'latents')
+  stages.train_stages(config, workdir, 'latents')
   assert not (workdir / 'vae').exists()
-  np.testing.assert_allclose(trainer.load_latents(workdir, 'train')['latent'],
-                             trainer.load_latents(guided_workdir, 'train')['latent'], atol=1e-5)
-  for a, b in zip(jax.tree_util.tree_leaves(trainer.workdir_vae_params(config, workdir)),
+  np.testing.assert_allclose(workdirs.load_latents(workdir, 'train')['latent'],
+                             workdirs.load_latents(guided_workdir, 'train')['latent'], atol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(loading.workdir_vae_params(config, workdir)),
                   jax.tree_util.tree_leaves(exported_vae)):
     np.testing.assert_array_equal(a, b)
 
@@ -151,23 +158,25 @@ def test_fine_tuning_from_an_exported_folder(guided_workdir, tmp_path):
 
 def test_the_shipped_vae_must_be_the_one_the_config_builds(monkeypatch):
   import jax
-  config, vae, unet, conditioning = pretrained.load()
+  shipped = open_model('pretrained')
+  config, vae = shipped.config, shipped.vae_params
   config.train.init_from = 'pretrained'  # the shipped config names the folder its run began from
-  loaded = trainer.init_source_vae_params(config)
+  loaded = loading.init_source_vae_params(config)
   assert jax.tree_util.tree_structure(loaded) == jax.tree_util.tree_structure(vae)
   for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(vae)):
     np.testing.assert_array_equal(a, b)
   incomplete = {name: part for name, part in vae.items() if name != 'decoder'}
-  monkeypatch.setattr(pretrained, 'load', lambda *folder: (config, incomplete, unet, conditioning))
+  monkeypatch.setattr(loading, 'init_source',
+                      lambda config: dataclasses.replace(shipped, vae_params=incomplete))
   with pytest.raises(ValueError, match='the VAE of the shipped model lacks decoder/'):
-    trainer.init_source_vae_params(config)
+    loading.init_source_vae_params(config)
 
 
 def test_the_shipped_vae_has_no_stage_to_train(tmp_path):
-  config, *_ = pretrained.load()
+  config = open_model('pretrained').config
   config.train.init_from = 'pretrained'
   with pytest.raises(ValueError, match='no vae stage'):
-    trainer.train_and_evaluate(config, tmp_path / 'run', 'vae')
+    stages.train_stages(config, tmp_path / 'run', 'vae')
   assert not (tmp_path / 'run').exists()
 
 
@@ -175,8 +184,23 @@ def test_shipped_sampler_matches_the_recipe():
   # The model card's figures are for these settings; a re-export from configs/pretrained.py
   # must ship the same ones.
   from configs import pretrained_finetune
-  shipped, recipe = pretrained.load()[0].sampling, pretrained_finetune.get_config().sampling
+  shipped = open_model('pretrained').config.sampling
+  recipe = pretrained_finetune.get_config().sampling
   for key in ('sampler', 'ddim_steps', 'ddim_eta', 'guidance_scale', 'guidance_min_step', 'clip'):
     assert shipped[key] == recipe[key], key
   gen = Generator.pretrained()
-  assert gen.sampler_settings(None, None) == ('ddim', 1000) and gen.ddim_eta(None, 'ddim') == 3.0
+  settings = gen.settings()
+  assert (settings.sampler, settings.steps, settings.ddim_eta) == ('ddim', 1000, 3.0)
+
+
+def test_samples_are_byte_identical_to_the_recorded_ones():
+  # Recorded with the shipped model before the package was restructured around the model
+  # store: a refactor that changes what is computed (weights, keys, ops) changes these bytes.
+  gen = Generator.pretrained()
+  guided = gen.generate(['Sinus bradycardia'], age=60, sex='F', heart_rate=50, num=2,
+                        sampler='ddim', steps=10, seed=0)  # eta 3 and guidance 3: the defaults
+  plain = gen.generate('Atrial fibrillation', age=72, sex='M', heart_rate=110, num=2,
+                       sampler='ddim', steps=10, seed=1, ddim_eta=0.0, guidance_scale=1.0)
+  with np.load(ROOT / 'tests' / 'fixtures' / 'pretrained_samples_golden.npz') as recorded:
+    np.testing.assert_array_equal(guided, recorded['eta3_guided'])
+    np.testing.assert_array_equal(plain, recorded['deterministic_unguided'])

@@ -8,11 +8,11 @@ import pytest
 torch = pytest.importorskip('torch')
 
 from benchmarks.pytorch_reference import models  # noqa: E402
-from diffusets_jax import convert  # noqa: E402
 from diffusets_jax.conversion import reference_checkpoints as ref  # noqa: E402
 from diffusets_jax.generate import Generator  # noqa: E402
 from diffusets_jax.models import factory  # noqa: E402
-from diffusets_jax.training import checkpoints, trainer  # noqa: E402
+from diffusets_jax.store import open_model, reference  # noqa: E402
+from diffusets_jax.store import workdir as workdirs  # noqa: E402
 
 AGREEMENT = 1e-4  # relative L2 error, float32 against float32
 
@@ -71,7 +71,8 @@ def test_reference_model_loads_an_export_of_a_workdir_and_agrees(guided_workdir,
   assert config.unet.normalize_patient and config.diffusion.condition_dropout > 0
   states = {}
   for file_format in ('pth', 'safetensors'):
-    for path in convert.export_reference(guided_workdir, tmp_path / file_format, file_format):
+    for path in reference.export_reference(open_model(guided_workdir), tmp_path / file_format,
+                                           file_format):
       states[file_format, path.stem] = models.read_state(path)
   flat = lambda vae: {f'{part}.{name}': v for part, sd in vae.items() for name, v in sd.items()}
   for pth, safetensors in ((states['pth', 'unet_all'], states['safetensors', 'unet_all']),
@@ -97,9 +98,8 @@ def test_reference_model_loads_an_export_of_a_workdir_and_agrees(guided_workdir,
 
 
 def raw_unet_params(workdir):
-  config = checkpoints.load_config(workdir)
-  return checkpoints.restore_params(workdir, 'diffusion',
-                                    trainer.abstract_state(config, 'diffusion'))
+  config = workdirs.load_config(workdir)
+  return workdirs.restore_state(workdir, 'diffusion', config).params
 
 
 def test_reference_model_refuses_a_wrong_state():

@@ -1,4 +1,6 @@
 """Generation from a (briefly) trained workdir: the API, the CLI outputs and bad input."""
+import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -102,7 +104,7 @@ def test_sample_cli_rejects_bad_age(trained_workdir, tmp_path):
 
 def test_generator_refuses_another_text_encoder(trained_workdir):
   from diffusets_jax.conditioning.text_encoders import HashingEncoder
-  with pytest.raises(ValueError, match=r'trained on minilm \(all-MiniLM-L6-v2, 384-d\)'):
+  with pytest.raises(ValueError, match=r'made with text encoder minilm \(all-MiniLM-L6-v2, 384-d\)'):
     Generator.from_workdir(trained_workdir, text_encoder=HashingEncoder(384))
 
 
@@ -110,12 +112,12 @@ def test_generator_refuses_a_changed_prompt_template(generator):
   config = ml_collections.ConfigDict(generator.config.to_dict())
   config.text.template.separator = ''
   with pytest.raises(ValueError, match='the prompt template differs'):
-    Generator(config, generator.vae_params, generator.unet_params, generator.conditioning)
+    Generator(dataclasses.replace(generator.model, config=config))
 
 
 def test_unknown_age_and_sex_are_filled_as_in_training(generator, trained_workdir):
-  from diffusets_jax.training import trainer
-  train_ages = trainer.load_latents(trained_workdir, 'train')['patient'][:, 1]
+  from diffusets_jax.store import workdir as workdirs
+  train_ages = workdirs.load_latents(trained_workdir, 'train')['patient'][:, 1]
   assert generator.conditioning['missing_age'] == float(np.median(train_ages))
   cond = generator.condition(['Sinus rhythm'], None, None, 70, num=2)
   np.testing.assert_allclose(cond[:, -3:], [[0.5, np.median(train_ages), 70]] * 2)
@@ -128,14 +130,13 @@ def test_sample_cli_refuses_another_text_encoder(trained_workdir, tmp_path):
   run = subprocess.run([sys.executable, 'sample.py', f'--workdir={trained_workdir}',
                         '--text=Sinus rhythm', '--hr=55', '--text_encoder=hashing',
                         f'--out={tmp_path}/x'], cwd=ROOT, capture_output=True, text=True)
-  assert run.returncode != 0 and 'trained on minilm' in run.stderr
+  assert run.returncode != 0 and 'made with text encoder minilm' in run.stderr
   assert not (tmp_path / 'x').exists()
 
 
 def test_sampling_spreads_over_every_local_device():
   """On 4 virtual CPU devices each batch is split 4 ways, and the ECGs are those of one device
   for the same seed (up to float32 rounding of the smaller per-device matmuls)."""
-  import json
   import os
   env = dict(os.environ, JAX_PLATFORMS='cpu',
              XLA_FLAGS='--xla_force_host_platform_device_count=4')
@@ -150,20 +151,22 @@ def test_sampling_spreads_over_every_local_device():
   assert result['batched_difference'] < 1e-4 and result['guided_difference'] < 1e-4, result
 
 
-def test_denoising_diagnostics_chain_from_step_0_is_the_one_step_estimate(guided_workdir):
+def run_experiment(name: str, *args) -> None:
+  out = subprocess.run([sys.executable, f'experiments/{name}.py', *map(str, args)], cwd=ROOT,
+                       capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_denoising_diagnostics_chain_from_step_0_is_the_one_step_estimate(guided_workdir,
+                                                                          tmp_path):
   # At t0 = 0 one DDPM step returns the clipped x0 estimate itself, so the chain and the one-step
-  # figures must agree; the real ECGs (regular, 60 bpm) have no pause.
-  from scripts.denoising_diagnostics import diagnose
-  from tests.test_data import synthetic_ecg
+  # figures must agree.
   generator = Generator.from_workdir(guided_workdir)
-  real = np.stack([synthetic_ecg(60, seed=1), synthetic_ecg(60, seed=2)])
-  requested = np.array([60.0, 60.0])
-  cond = generator.conditions(['Sinus rhythm'] * 2, [50, 50], ['F', 'F'], requested)
   last = generator.schedule.num_timesteps - 1
-  result = diagnose(generator, real, cond, requested, [0, last], [1.0, 2.0], seed=0,
-                    show_progress=False)
-  assert result['records'] == 2
-  assert result['real']['pauses'] == 0.0 and result['real']['heart_rate_mae_bpm'] < 2
+  run_experiment('denoising_diagnostics', '--workdir', guided_workdir, '--split', 'test',
+                 '--num', 2, '--starts', 0, last, '--guidance_scales', 1, 2, '--out', tmp_path)
+  result = json.loads((tmp_path / 'denoising_diagnostics.json').read_text())
+  assert result['records'] == 2 and (tmp_path / 'denoising_diagnostics.png').stat().st_size
   assert [(run['guidance_scale'], run['start_step']) for run in result['runs']] == [
       (1.0, 0), (1.0, last), (2.0, 0), (2.0, last)]
   abar = np.asarray(generator.schedule.alphas_cumprod)
@@ -184,34 +187,20 @@ def test_denoising_diagnostics_chain_from_step_0_is_the_one_step_estimate(guided
                                                             abs=0.05)
 
 
-def test_exposure_bias_records_what_the_sampler_sees(guided_workdir):
-  # The chain's first step sees pure noise and the U-Net's guided prediction on it; the real
-  # side's first z_t is the clean latent noised to t = 0. Both recomputed here by hand.
-  import jax
-  import jax.numpy as jnp
-  from scripts.exposure_bias import measure
-  from diffusets_jax.diffusion import samplers
-  from diffusets_jax.diffusion.schedule import add_noise
-  from diffusets_jax.models import factory
-  from tests.test_data import synthetic_ecg
+def test_exposure_bias_measures_the_chain_and_noised_real_latents(guided_workdir, tmp_path):
+  # Statistics any model must show, whatever its training: the chain starts from unit-variance
+  # noise, and a real latent noised to t has the RMS the forward process gives it.
+  from diffusets_jax.evaluation.evaluator import chosen_records
+  run_experiment('exposure_bias', '--workdir', guided_workdir, '--split', 'test', '--num', 2,
+                 '--guidance_scale', 2, '--real_every', 250, '--out', tmp_path)
+  result = json.loads((tmp_path / 'exposure_bias.json').read_text())
   generator = Generator.from_workdir(guided_workdir)
-  real = np.stack([synthetic_ecg(60, seed=1), synthetic_ecg(75, seed=2)])
-  cond = generator.conditions(['Sinus rhythm'] * 2, [50, 50], ['F', 'F'], np.array([60.0, 75.0]))
   last = generator.schedule.num_timesteps - 1
-  steps, sampled_eps, sampled_z, real_steps, real_eps, real_z = measure(
-      generator, real, cond, 2.0, real_every=250, seed=0)
-  assert steps.tolist() == list(range(last, -1, -1)) and sampled_eps.shape == sampled_z.shape
-  assert real_steps.tolist() == [0, 250, 500, 750] and real_eps.shape == real_z.shape == (4,)
-  vae_params, unet_variables = generator.params()
-  shape = (2,) + factory.latent_shape(generator.config)
-  z_T = jax.random.normal(jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), 0))[0], shape)
-  eps = samplers.guided(lambda z, t, c, drop: generator.unet.apply(unet_variables, z, t, c, drop),
-                        2.0)(z_T, jnp.full((2,), last), jnp.asarray(cond, jnp.float32))
-  assert sampled_z[0] == pytest.approx(float(jnp.sqrt(jnp.mean(z_T ** 2))), rel=1e-5)
-  assert sampled_eps[0] == pytest.approx(float(jnp.sqrt(jnp.mean(eps ** 2))), rel=1e-4)
-  z0 = generator.vae.apply({'params': vae_params}, jnp.asarray(real, jnp.float32),
-                           jnp.zeros(shape), method=generator.vae.encode)[0]
-  z_0 = add_noise(generator.schedule, z0, jax.random.normal(
-      jax.random.fold_in(jax.random.PRNGKey(0), 1000), shape), jnp.zeros((2,), jnp.int32))
-  assert real_z[0] == pytest.approx(float(jnp.sqrt(jnp.mean(z_0 ** 2))), rel=1e-5)
-  assert np.all(np.isfinite(sampled_eps)) and np.all(np.isfinite(real_eps))
+  assert result['steps'] == list(range(last, -1, -1)) and result['real_steps'] == [0, 250, 500, 750]
+  assert len(result['sampled_eps_rms']) == len(result['sampled_z_rms']) == last + 1
+  assert result['sampled_z_rms'][0] == pytest.approx(1.0, abs=0.1)  # z_T ~ N(0, I): 1024 values
+  real_ecg, _, _ = chosen_records(generator, 'test', 2, 0)
+  clean = np.mean(generator.encode(real_ecg).astype(np.float64) ** 2)
+  abar = np.asarray(generator.schedule.alphas_cumprod, np.float64)[result['real_steps']]
+  np.testing.assert_allclose(result['real_z_rms'], np.sqrt(abar * clean + 1 - abar), rtol=0.1)
+  assert np.all(np.isfinite(result['sampled_eps_rms'])) and min(result['real_eps_rms']) > 0

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from scripts import seed_spread
+from diffusets_jax.evaluation import seed_spread
 
 
 def metrics(seed, hr_mae, fid_real, **changes):

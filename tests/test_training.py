@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from diffusets_jax import config_validation
-from diffusets_jax.training import checkpoints, trainer
+from diffusets_jax.store import workdir as workdirs
+from diffusets_jax.training import diffusion_stage
+from diffusets_jax.training import vae_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,15 +65,15 @@ def test_two_processes_train_like_one_process_with_as_many_devices(tfds_dir, tmp
   assert list(single) == [1, 2, 3, 4] and single.keys() == multi.keys()
   np.testing.assert_allclose([multi[k] for k in single], list(single.values()), rtol=1e-4)
   for split in ('train', 'test'):
-    a = trainer.load_latents(tmp_path / 'single', split)
-    b = trainer.load_latents(tmp_path / 'multi', split)
+    a = workdirs.load_latents(tmp_path / 'single', split)
+    b = workdirs.load_latents(tmp_path / 'multi', split)
     np.testing.assert_allclose(b['latent'], a['latent'], rtol=1e-4, atol=5e-5)
     np.testing.assert_array_equal(b['record_id'], a['record_id'])
   # Parameters are not compared one by one: where a gradient is ~0, Adam's normalised update
   # takes the sign of float noise (the sum order differs), so such entries may move either way
   # by up to the learning rate. The latents, encoded with the final parameters, agree.
-  steps_saved = checkpoints.manager(tmp_path / 'multi', 'vae').all_steps()
-  assert steps_saved == checkpoints.manager(tmp_path / 'single', 'vae').all_steps()
+  steps_saved = workdirs.manager(tmp_path / 'multi', 'vae').all_steps()
+  assert steps_saved == workdirs.manager(tmp_path / 'single', 'vae').all_steps()
   assert 4 in steps_saved
 
 
@@ -84,11 +86,11 @@ def test_resumed_run_continues_with_the_same_losses(config, tmp_path):
   config.vae.epochs = 1  # 160 / 8 = 20 steps; checkpoints every 2
   config = config_validation.validate(config)
   full = tmp_path / 'full'
-  trainer.train_vae(config, full, max_steps=6)
+  vae_stage.train_vae(config, full, max_steps=6)
   killed = tmp_path / 'killed'
-  trainer.train_vae(config, killed, max_steps=4)  # "killed" after the checkpoint at step 4
-  assert checkpoints.manager(killed, 'vae').latest_step() == 4
-  trainer.train_vae(config, killed, max_steps=6)  # restarted: resumes at step 4
+  vae_stage.train_vae(config, killed, max_steps=4)  # "killed" after the checkpoint at step 4
+  assert workdirs.manager(killed, 'vae').latest_step() == 4
+  vae_stage.train_vae(config, killed, max_steps=6)  # restarted: resumes at step 4
   uninterrupted, resumed = read_losses(full, 'vae'), read_losses(killed, 'vae')
   np.testing.assert_allclose([resumed[5], resumed[6]], [uninterrupted[5], uninterrupted[6]],
                              rtol=1e-5)
@@ -119,5 +121,5 @@ def test_diffusion_refuses_latents_of_another_text_encoder(trained_workdir, tfds
   config = micro_config(tfds_dir)
   config.text.encoder = 'hashing'
   config = config_validation.validate(config)
-  with pytest.raises(ValueError, match=r'made with text encoder minilm .* asks for hashing'):
-    trainer.train_diffusion(config, trained_workdir)
+  with pytest.raises(ValueError, match=r'made with text encoder minilm .* but hashing .* is given'):
+    diffusion_stage.train_diffusion(config, trained_workdir)

@@ -10,7 +10,9 @@ sys.path.insert(0, '.')
 from tests.conftest import micro_config  # noqa: E402
 from diffusets_jax.datasets import input_pipeline  # noqa: E402
 from diffusets_jax.models import factory  # noqa: E402
-from diffusets_jax.training import steps, trainer  # noqa: E402
+from diffusets_jax import train_state  # noqa: E402
+from diffusets_jax.diffusion import schedule  # noqa: E402
+from diffusets_jax.training import steps  # noqa: E402
 
 
 def main():
@@ -18,15 +20,15 @@ def main():
   rng = np.random.default_rng(0)
   batch = 8
   losses = {'devices': jax.local_device_count(), 'vae': [], 'diffusion': [], 'clip': []}
-  vae, state = trainer.vae_state(config, 10)
+  vae, state = train_state.vae_state(config, 10)
   p_step, state = steps.make_vae_step(vae), steps.replicate(state)
   ecg = rng.standard_normal((2, batch, 1024, 12)).astype(np.float32)
   for step in range(2):
     data = input_pipeline.shard(dict(ecg=ecg[step], example_index=np.arange(batch)))
     state, metrics = p_step(state, data, jax.random.PRNGKey(step), 0.5)
     losses['vae'].append(float(metrics['loss'][0]))
-  unet, state = trainer.unet_state(config, 10)
-  p_step = steps.make_diffusion_step(unet, trainer.schedule_from_config(config))
+  unet, state = train_state.unet_state(config, 10)
+  p_step = steps.make_diffusion_step(unet, schedule.schedule_from_config(config))
   state = steps.replicate(state)
   latent = 0.2 * rng.standard_normal((2, batch) + factory.latent_shape(config)).astype(np.float32)
   cond = rng.standard_normal((2, batch, factory.condition_dim(config))).astype(np.float32)
@@ -35,7 +37,7 @@ def main():
                                      example_index=np.arange(batch)))
     state, metrics = p_step(state, data, jax.random.PRNGKey(step))
     losses['diffusion'].append(float(metrics['loss'][0]))
-  clip, state = trainer.clip_state(config, 10)
+  clip, state = train_state.clip_state(config, 10)
   p_step, state = steps.make_clip_step(clip), steps.replicate(state)
   text = rng.standard_normal((2, batch, factory.condition_dim(config) - 3)).astype(np.float32)
   for step in range(2):

@@ -16,6 +16,7 @@ decode of the batch; median of --repeats timed calls after a warm-up call, each 
 """
 import argparse
 import contextlib
+import copy
 import importlib
 import json
 import sys
@@ -29,15 +30,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / 'benchmarks')]
 
 import torch  # noqa: E402
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 import environment  # noqa: E402  (benchmarks/environment.py)
 from benchmarks.pytorch_reference import models  # noqa: E402
-from configs import diffusets  # noqa: E402
-from diffusets_jax import convert  # noqa: E402
+from diffusets_jax import config_schema, train_state  # noqa: E402
 from diffusets_jax.conversion import reference_checkpoints as ref  # noqa: E402
+from diffusets_jax.diffusion.schedule import schedule_from_config  # noqa: E402
 from diffusets_jax.models import factory  # noqa: E402
-from diffusets_jax.training import checkpoints  # noqa: E402
+from diffusets_jax.store import open_model  # noqa: E402
+from diffusets_jax.store.reference import export_reference  # noqa: E402
+from diffusets_jax.store import workdir as workdirs  # noqa: E402
+from diffusets_jax.training import steps  # noqa: E402
 
 FLOAT32_AGREEMENT = 1e-4  # relative L2 error of our float32 output against PyTorch's
 
@@ -53,10 +56,9 @@ def relative_error(ours, reference) -> float:
   return float(np.linalg.norm(ours - reference) / np.linalg.norm(reference))
 
 
-def random_paper_states() -> tuple[dict, dict]:
-  """Random paper-size weights (text width 1536) as the converter exports them."""
-  config = diffusets.get_config()
-  config.text.encoder, config.text.dim = 'hashing', 1536
+def random_states(size: str = 'paper') -> tuple[dict, dict]:
+  """Random weights of the benchmark size as the converter exports them."""
+  config = environment.benchmark_config(size)
   to_torch = lambda sd: {k: torch.from_numpy(np.array(v, np.float32)) for k, v in sd.items()}
   unet = ref.unet_to_reference(jax.device_get(factory.init_unet(config, jax.random.PRNGKey(0))))
   vae = ref.vae_to_reference(jax.device_get(factory.init_vae(config, jax.random.PRNGKey(1))))
@@ -74,7 +76,7 @@ def flax_twins(unet_state: dict, vae_state: dict, groups: int):
   dicts, through the converter's import path; sizes are read from the tensors' shapes."""
   torch_unet = models.unet_from_state(unet_state)
   encoder, _ = models.vae_from_state(vae_state, groups)
-  config = diffusets.get_config()
+  config = config_schema.reference_config()
   config.unet.num_levels = len(torch_unet.downsampling_blocks) + 1
   config.unet.kernel = torch_unet.downsampling_blocks[0].block.pre_shortcut_convs.kernel_size[0]
   config.unet.bottleneck_attention_hidden = torch_unet.bottelneck.self_attention.to_q.out_features
@@ -96,6 +98,14 @@ def flax_twins(unet_state: dict, vae_state: dict, groups: int):
   return config, unet_variables, vae_params
 
 
+def compiled(module, mode: str):
+  """The module as PyTorch runs it in `mode`: eager, compile (torch.compile's default), or
+  reduce-overhead (CUDA graphs on a GPU)."""
+  if mode == 'eager':
+    return module
+  return torch.compile(module, mode=None if mode == 'compile' else mode)
+
+
 def torch_inputs(batch: int, d_c: int, latent_channels: int, device):
   rng = np.random.default_rng(0)
   z = rng.standard_normal((batch, 128, latent_channels)).astype(np.float32)
@@ -107,65 +117,71 @@ def torch_inputs(batch: int, d_c: int, latent_channels: int, device):
 
 def training_step_rows(batch: int, config, unet_params, torch_unet, sync_torch, device,
                        args) -> list:
-  """One diffusion training step (noise, U-Net forward and backward, AdamW update), float32:
-  ours is the trainer's pmapped step on one device; PyTorch's the same loss in eager and
-  compiled mode. Both start from the same weights; the loss values are not compared (each
-  framework draws its own t and noise)."""
-  import copy
-  from diffusets_jax.training import steps, trainer
+  """One diffusion training step (noise, U-Net forward and backward, AdamW update) in each of
+  --train_precision: ours is the trainer's pmapped step on one device (config.precision);
+  PyTorch's the same loss in each --torch_modes, under autocast for bfloat16. Both start from
+  the same weights; the loss values are not compared (each framework draws its own t and
+  noise)."""
   rows = []
   rng = np.random.default_rng(1)
   d_c = torch_unet.bottelneck.cross_attention.value_combiner.in_features
   latent = (0.3 * rng.standard_normal((batch, 128, 4))).astype(np.float32)
   cond = torch_inputs(batch, d_c, 4, 'cpu')[2]
-
-  unet, state = trainer.unet_state(config, 1000)
-  state = state.replace(params=unet_params)  # the weights the PyTorch module holds
-  step = steps.make_diffusion_step(unet, trainer.schedule_from_config(config))
-  replicated = [steps.replicate(state)]
   batch_tree = dict(latent=latent[None], cond=cond[None], example_index=np.arange(batch)[None])
   key = jax.random.PRNGKey(0)
-
-  def ours():
-    replicated[0], metrics = step(replicated[0], batch_tree, key)
-    return metrics
-
-  first, ms = median_ms(ours, jax.block_until_ready, args.repeats)
-  rows.append(dict(batch=batch, framework='flax', mode='jit', precision='float32',
-                   part='diffusion_train_step', ms=round(ms, 3), first_call_s=round(first, 2)))
-  print(json.dumps(rows[-1]), flush=True)
-
   betas = torch.linspace(config.diffusion.beta_start, config.diffusion.beta_end,
                          config.diffusion.num_timesteps, dtype=torch.float64)
   alpha_bar = torch.cumprod(1 - betas, 0).float().to(device)
   z0 = torch.from_numpy(latent).transpose(1, 2).contiguous().to(device)
   c = torch.from_numpy(cond).to(device)
-  for mode in args.torch_modes:
-    model = copy.deepcopy(torch_unet).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
-    forward = torch.compile(model) if mode == 'compile' else model
 
-    def theirs():
-      t = torch.randint(1, 999, (batch,), device=device)
-      noise = torch.randn_like(z0)
-      a = alpha_bar[t][:, None, None]
-      loss = ((forward(a.sqrt() * z0 + (1 - a).sqrt() * noise, t, c) - noise) ** 2).sum(
-          (1, 2)).mean()
-      optimizer.zero_grad(set_to_none=True)
-      loss.backward()
-      optimizer.step()
-      return loss
+  def record(framework, mode, precision, timed=None, error=None):
+    row = dict(batch=batch, framework=framework, mode=mode, precision=precision,
+               part='diffusion_train_step')
+    if error is None:
+      first, ms = timed
+      row.update(ms=round(ms, 3), first_call_s=round(first, 2))
+    else:
+      row['error'] = f'{type(error).__name__}: {str(error)[:300]}'
+    rows.append(row)
+    print(json.dumps(row), flush=True)
 
-    try:
-      first, ms = median_ms(theirs, sync_torch, args.repeats)
-    except Exception as error:  # noqa: BLE001  (e.g. torch.compile without a compiler)
-      rows.append(dict(batch=batch, framework='pytorch_reference', mode=mode,
-                       precision='float32', part='diffusion_train_step',
-                       error=f'{type(error).__name__}: {str(error)[:300]}'))
-      continue
-    rows.append(dict(batch=batch, framework='pytorch_reference', mode=mode, precision='float32',
-                     part='diffusion_train_step', ms=round(ms, 3), first_call_s=round(first, 2)))
-    print(json.dumps(rows[-1]), flush=True)
+  for precision in args.train_precision:
+    precise = config.copy_and_resolve_references()
+    precise.precision = precision
+    unet, state = train_state.unet_state(precise, 1000)
+    state = state.replace(params=unet_params)  # the weights the PyTorch module holds
+    step = steps.make_diffusion_step(unet, schedule_from_config(precise))
+    replicated = [steps.replicate(state)]
+
+    def ours():
+      replicated[0], metrics = step(replicated[0], batch_tree, key)
+      return metrics
+
+    record('flax', 'jit', precision, median_ms(ours, jax.block_until_ready, args.repeats))
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == 'bfloat16'
+                else contextlib.nullcontext())
+    for mode in args.torch_modes:
+      model = copy.deepcopy(torch_unet).to(device).train()
+      optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+      forward = compiled(model, mode)
+
+      def theirs():
+        t = torch.randint(1, 999, (batch,), device=device)
+        noise = torch.randn_like(z0)
+        a = alpha_bar[t][:, None, None]
+        with autocast:
+          prediction = forward(a.sqrt() * z0 + (1 - a).sqrt() * noise, t, c)
+        loss = ((prediction.float() - noise) ** 2).sum((1, 2)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+      try:
+        record('pytorch_reference', mode, precision, median_ms(theirs, sync_torch, args.repeats))
+      except Exception as error:  # noqa: BLE001  (e.g. torch.compile without a compiler)
+        record('pytorch_reference', mode, precision, error=error)
   return rows
 
 
@@ -197,11 +213,15 @@ def main():
   weights.add_argument('--export', help='folder with unet_all.(pth|safetensors) and vae_model.*')
   parser.add_argument('--vae_groups', type=int, default=None,
                       help='GroupNorm groups of the VAE (default: the workdir config\'s, else 32)')
-  parser.add_argument('--batch', type=int, nargs='+', default=[1, 64])
+  parser.add_argument('--batch', type=int, nargs='*', default=[1, 64],
+                      help='U-Net step and decode batches (none: training rows only)')
+  parser.add_argument('--size', default='paper', choices=environment.SIZES,
+                      help='size of the random weights without --workdir or --export')
   parser.add_argument('--precision', nargs='+', default=['float32', 'bfloat16'],
                       choices=['float32', 'bfloat16'])
   parser.add_argument('--torch_modes', nargs='+', default=['eager', 'compile'],
-                      choices=['eager', 'compile'])
+                      choices=['eager', 'compile', 'reduce-overhead'],
+                      help='reduce-overhead: torch.compile with CUDA graphs on a GPU')
   parser.add_argument('--repeats', type=int, default=20)
   parser.add_argument('--device', default=None, help='PyTorch device (default: cuda if JAX '
                       'runs on a GPU, else cpu)')
@@ -210,7 +230,9 @@ def main():
   parser.add_argument('--no_vae', action='store_true', help='time the U-Net step only')
   parser.add_argument('--train_batch', type=int, nargs='*', default=[64],
                       help='also time one diffusion training step (forward, backward, AdamW) '
-                      'at these batches, float32 (none: skip)')
+                      'at these batches (none: skip)')
+  parser.add_argument('--train_precision', nargs='+', default=['float32'],
+                      choices=['float32', 'bfloat16'], help='precisions of the training step')
   parser.add_argument('--out', default='benchmarks/results/side_by_side.json')
   args = parser.parse_args()
 
@@ -226,12 +248,13 @@ def main():
       unet_state, vae_state = load_export(Path(args.export))
     elif args.workdir:
       source = f'workdir {args.workdir}'
-      groups = groups or checkpoints.load_config(args.workdir).vae.groups
-      convert.export_reference(args.workdir, tmp / 'export', 'safetensors')
+      groups = groups or workdirs.load_config(args.workdir).vae.groups
+      export_reference(open_model(args.workdir), tmp / 'export', 'safetensors')
       unet_state, vae_state = load_export(tmp / 'export')
     else:
-      source = 'random paper-size weights'
-      unet_state, vae_state = random_paper_states()
+      source = f'random {args.size}-size weights'
+      unet_state, vae_state = random_states(args.size)
+      groups = groups or environment.benchmark_config(args.size).vae.groups
     groups = groups or 32
     torch_unet = models.unet_from_state(unet_state).to(device)
     torch_decoder = models.vae_from_state(vae_state, groups)[1].to(device)
@@ -284,8 +307,8 @@ def main():
       for framework, unet_module, decoder_module in candidates:
         for mode in args.torch_modes:
           try:
-            run_unet = torch.compile(unet_module) if mode == 'compile' else unet_module
-            run_decoder = torch.compile(decoder_module) if mode == 'compile' else decoder_module
+            run_unet = compiled(unet_module, mode)
+            run_decoder = compiled(decoder_module, mode)
             if framework == 'authors':  # their interface: text (B, 1, d), patient dict (B, 1, 1)
               patient = {k: ct[:, i - 3].reshape(-1, 1, 1) for i, k in
                          enumerate(('gender', 'age', 'heart rate'))}
@@ -322,7 +345,7 @@ def main():
 
   ratios = []
   for batch in sorted(set(args.batch) | set(args.train_batch)):
-    for precision in args.precision:
+    for precision in sorted(set(args.precision) | set(args.train_precision)):
       for part in ('unet_step', 'vae_decode', 'diffusion_train_step'):
         ours = [r['ms'] for r in rows if r.get('ms') and r['batch'] == batch and
                 r['framework'] == 'flax' and r['precision'] == precision and r['part'] == part]

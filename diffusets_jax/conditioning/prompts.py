@@ -9,6 +9,7 @@ character, so the template is part of a trained model's config.
 from typing import Sequence
 
 import ml_collections
+import numpy as np
 
 PAPER_TEMPLATE = dict(
     single='The report of the ECG is that {text}.',
@@ -48,3 +49,12 @@ def build_prompt(reports: Sequence[str], template: ml_collections.ConfigDict | d
   sentences += [template['further'].format(ordinal=ordinal(i), text=r)
                 for i, r in enumerate(reports[1:], start=2)]
   return template['separator'].join(sentences)
+
+
+def prompt_table(template, reports) -> tuple[list[str], np.ndarray]:
+  """The distinct prompts of the records' reports (sorted) and, per record, the index of its own.
+  template: the config's text.template (or its dict)."""
+  prompt_text = [build_prompt(r, template) for r in reports]
+  distinct = sorted(set(prompt_text))
+  position = {prompt: i for i, prompt in enumerate(distinct)}
+  return distinct, np.array([position[p] for p in prompt_text], np.int32)

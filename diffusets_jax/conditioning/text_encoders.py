@@ -16,7 +16,7 @@ from typing import Protocol, Sequence
 import ml_collections
 import numpy as np
 
-from diffusets_jax.conditioning import embedding_cache, minilm, openai_encoder
+from diffusets_jax.conditioning import embedding_cache, minilm, openai_encoder, prompts
 
 
 class TextEncoder(Protocol):
@@ -101,8 +101,34 @@ def identity(text_config) -> dict:
               template={k: text_config.template[k] for k in sorted(text_config.template)})
 
 
+def describe(identity: dict) -> str:
+  return f'{identity["encoder"]} ({identity["model"]}, {identity["dim"]}-d)'
+
+
+def check_same_encoder(trained: dict, offered: dict, what: str, remedy: str,
+                       template: bool = False) -> None:
+  """Raises ValueError unless `offered` names the text encoder (encoder, model, width) that
+  `trained` records, and with `template` its prompt template too: a model understands only
+  the embeddings it was trained with. `what` says whose record `trained` is."""
+  keys = ('encoder', 'model', 'dim') + (('template',) if template else ())
+  differing = [key for key in keys if trained.get(key) != offered.get(key)]
+  if differing:
+    field = 'prompt template' if differing == ['template'] else 'encoder'
+    raise ValueError(f'{what} was made with text encoder {describe(trained)}'
+                     f'{" and its prompt template" if template else ""}, but '
+                     f'{describe(offered)} is given; the {field} differs. {remedy}')
+
+
+def embed_reports(encoder: TextEncoder, template, reports, progress: bool = False) -> np.ndarray:
+  """Text embeddings (n, dim) of n records' prompts (each record's reports in order), each
+  distinct prompt embedded once."""
+  distinct, prompt_index = prompts.prompt_table(template, reports)
+  embedded = encoder.encode(distinct, progress=True) if progress else encoder.encode(distinct)
+  return embedded[prompt_index]
+
+
 def make_text_encoder(text_config, use_cache: bool = True) -> embedding_cache.CachedEncoder:
-  """The encoder named by a resolved `text_config` (see configs/default.py), behind the
+  """The encoder named by a resolved `text_config` (see diffusets_jax/config_schema.py), behind the
   embedding cache in `text_config.cache_dir` (none if use_cache is False, the dir is '', or the
   encoder is `hashing`, which is cheaper to recompute than to read back)."""
   name = text_config.encoder

@@ -92,3 +92,34 @@ def pause_share(ratio: np.ndarray) -> float:
   ratio = np.asarray(ratio)
   measured = np.isfinite(ratio)
   return float(np.mean(ratio[measured] > PAUSE_RATIO)) if measured.any() else float('nan')
+
+
+def xqrs_rate(lead_ii: np.ndarray, fs: float) -> float:
+  """A second, independent detector for checking this one: wfdb's XQRS on one lead at its own
+  rate `fs` Hz, the mean-RR rate in bpm of its beats (NaN below two)."""
+  import wfdb.processing  # only this check needs wfdb's signal processing
+  beats = wfdb.processing.xqrs_detect(lead_ii, fs=fs, verbose=False)
+  if len(beats) < 2:
+    return float('nan')
+  return 60.0 * fs * (len(beats) - 1) / (beats[-1] - beats[0])
+
+
+RATE_QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
+
+
+def rates_by_phrase(reports, heart_rates, phrases, above_bpm: float) -> list[dict]:
+  """Per phrase: how many records mention it, quantiles of their rates, how many are above
+  `above_bpm`. `reports`: per record, a list of report strings."""
+  heart_rates = np.asarray(heart_rates, np.float64)
+  rows = []
+  for phrase in phrases:
+    mask = np.array([any(phrase.lower() in report.lower() for report in record)
+                     for record in reports], bool)
+    rates = heart_rates[mask & np.isfinite(heart_rates)]
+    rows.append(dict(phrase=phrase, records=int(mask.sum()),
+                     quantiles_bpm=dict(zip(
+                         [f'{q:g}' for q in RATE_QUANTILES],
+                         np.quantile(rates, RATE_QUANTILES).round(1).tolist()))
+                     if len(rates) else None,
+                     above=int((rates > above_bpm).sum())))
+  return rows

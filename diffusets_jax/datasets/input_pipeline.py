@@ -147,6 +147,27 @@ def read_all(source, keys=('ecg', 'age', 'sex', 'reports', 'heart_rate', 'record
   return out
 
 
+METADATA = ('age', 'sex', 'reports', 'heart_rate', 'record_id')
+
+
+def read_metadata(source, index) -> dict:
+  """The non-signal fields of the examples at `index`, as read_all gives them."""
+  examples = source.__getitems__([int(i) for i in index])
+  return dict(age=np.array([ex['age'] for ex in examples], np.float32),
+              heart_rate=np.array([ex['heart_rate'] for ex in examples], np.float32),
+              sex=[ex['sex'].decode() for ex in examples],
+              record_id=[ex['record_id'].decode() for ex in examples],
+              reports=[[r.decode() for r in ex['reports']] for ex in examples])
+
+
+def read_split_metadata(source, chunk: int = 1024) -> dict:
+  """read_metadata of a whole split, read `chunk` examples at a time (memory stays flat)."""
+  parts = [read_metadata(source, np.arange(start, min(start + chunk, len(source))))
+           for start in range(0, len(source), chunk)]
+  return {k: (np.concatenate([p[k] for p in parts]) if k in ('age', 'heart_rate')
+              else sum((p[k] for p in parts), [])) for k in METADATA}
+
+
 def process_rows(global_batch_size: int) -> slice:
   """The rows of a global batch this process reads and feeds to its local devices: process i
   of P takes the i-th contiguous 1/P (so the devices, in process order, see the global batch)."""

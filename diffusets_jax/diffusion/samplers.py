@@ -42,6 +42,13 @@ def guided(eps_fn_with_drop: Callable, guidance_scale, min_step: int = 0) -> Cal
   return eps_fn
 
 
+def predict_x0(schedule: Schedule, z_t, eps_hat, t, clip: float = 1.0):
+  """The clean latent implied by a noise prediction, clipped as the samplers clip it:
+  (z_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) in [-clip, clip]; t a scalar int."""
+  abar_t = schedule.alphas_cumprod[t]
+  return jnp.clip((z_t - jnp.sqrt(1.0 - abar_t) * eps_hat) / jnp.sqrt(abar_t), -clip, clip)
+
+
 def ddpm_step(schedule: Schedule, z_t, eps_hat, t, noise, clip: float = 1.0):
   """One ancestral DDPM step of the reference, z_t -> z_{t-1} (fixed-small variance).
 
@@ -54,8 +61,7 @@ def ddpm_step(schedule: Schedule, z_t, eps_hat, t, noise, clip: float = 1.0):
   abar_prev = jnp.where(t > 0, schedule.alphas_cumprod[jnp.maximum(t - 1, 0)], 1.0)
   beta_t = schedule.betas[t]
   alpha_t = schedule.alphas[t]
-  x0_hat = (z_t - jnp.sqrt(1.0 - abar_t) * eps_hat) / jnp.sqrt(abar_t)
-  x0_hat = jnp.clip(x0_hat, -clip, clip)
+  x0_hat = predict_x0(schedule, z_t, eps_hat, t, clip)
   mean = (jnp.sqrt(abar_prev) * beta_t * x0_hat
           + jnp.sqrt(alpha_t) * (1.0 - abar_prev) * z_t) / (1.0 - abar_t)
   variance = jnp.maximum(beta_t * (1.0 - abar_prev) / (1.0 - abar_t), 1e-20)
@@ -85,7 +91,7 @@ def ddim_step(schedule: Schedule, z_t, eps_hat, t, t_prev, clip: float = 1.0, et
   """
   abar_t = schedule.alphas_cumprod[t]
   abar_prev = jnp.where(t_prev >= 0, schedule.alphas_cumprod[jnp.maximum(t_prev, 0)], 1.0)
-  x0_hat = jnp.clip((z_t - jnp.sqrt(1.0 - abar_t) * eps_hat) / jnp.sqrt(abar_t), -clip, clip)
+  x0_hat = predict_x0(schedule, z_t, eps_hat, t, clip)
   variance = jnp.minimum(
       eta ** 2 * (1.0 - abar_prev) / (1.0 - abar_t) * (1.0 - abar_t / abar_prev), 1.0 - abar_prev)
   z_prev = (jnp.sqrt(abar_prev) * x0_hat
@@ -111,10 +117,12 @@ def ddpm_sample(eps_fn: Callable, decode_fn: Callable, schedule: Schedule, cond,
 
 
 def ddpm_denoise(eps_fn: Callable, schedule: Schedule, cond, z_t, start: int, rng,
-                 clip: float = 1.0):
+                 clip: float = 1.0, trace: Callable | None = None):
   """Ancestral steps t = start .. 0 from z_t (a latent at noise level `start`, a Python int):
   the whole sampler for start = T-1, or the end of the chain from a partly noised latent
-  (scripts/denoising_diagnostics.py). Step t's noise: split(rng, start + 1)[start - t]."""
+  (experiments/denoising_diagnostics.py). Step t's noise: split(rng, start + 1)[start - t].
+  trace: fn(z_t, eps_hat) -> pytree, recorded at every step; then returns (z0, the records
+  stacked in step order) instead of z0."""
   timesteps = jnp.arange(start, -1, -1, dtype=jnp.int32)
   step_keys = jax.random.split(rng, start + 1)
   n = z_t.shape[0]
@@ -123,10 +131,10 @@ def ddpm_denoise(eps_fn: Callable, schedule: Schedule, cond, z_t, start: int, rn
     t, key = inputs
     eps_hat = eps_fn(z, jnp.full((n,), t), cond)
     noise = jax.random.normal(key, z.shape)
-    return ddpm_step(schedule, z, eps_hat, t, noise, clip), None
+    return ddpm_step(schedule, z, eps_hat, t, noise, clip), trace and trace(z, eps_hat)
 
-  z0, _ = jax.lax.scan(body, z_t, (timesteps, step_keys))
-  return z0
+  z0, traced = jax.lax.scan(body, z_t, (timesteps, step_keys))
+  return z0 if trace is None else (z0, traced)
 
 
 def ddim_sample(eps_fn: Callable, decode_fn: Callable, schedule: Schedule, cond, shape, rng,

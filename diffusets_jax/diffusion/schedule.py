@@ -24,6 +24,11 @@ def linear_schedule(num_timesteps: int = 1000, beta_start: float = 0.00085,
   return Schedule(*(jnp.asarray(a, jnp.float32) for a in (betas, alphas, abar)))
 
 
+def schedule_from_config(config) -> Schedule:
+  d = config.diffusion
+  return linear_schedule(d.num_timesteps, d.beta_start, d.beta_end)
+
+
 def add_noise(schedule: Schedule, z0, noise, t):
   """z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) noise; z0, noise (batch, ...), t (batch,) int."""
   abar = schedule.alphas_cumprod[t].reshape((-1,) + (1,) * (z0.ndim - 1))

@@ -5,25 +5,19 @@ real ECGs at the signal, feature and diagnostic levels, each beside the same met
 whole protocol for a workdir and writes metrics.json, the generated ECGs and the report.
 """
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import jax
-import jax.numpy as jnp
-from tqdm import tqdm
 
+from diffusets_jax.conditioning import text_encoders
 from diffusets_jax.datasets import heart_rate as hr_detector
 from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ
 from diffusets_jax.evaluation import metrics, report
 from diffusets_jax.evaluation.clip_features import ClipFeatures
 from diffusets_jax.generate import Generator
-from diffusets_jax.models import factory
-from diffusets_jax.training import trainer
+from diffusets_jax.store.files import staged_folder
 
 
 def halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,28 +147,22 @@ def chosen_records(generator: Generator, split: str, num: int, seed: int):
 
 def check_text_match(generator: Generator, features: ClipFeatures) -> None:
   """Raises if the CLIP model reads embeddings of another text encoder than the generator's."""
-  keys = ('encoder', 'model', 'dim')
-  trained = generator.conditioning['text']
-  if {k: trained[k] for k in keys} != {k: features.text[k] for k in keys}:
-    raise ValueError(
-        f'the generator was trained with text encoder {trainer.describe_text(trained)} but the '
-        f'CLIP model with {trainer.describe_text(features.text)}: the prompts cannot be scored '
-        f'in one embedding space. Train the clip stage with the generator\'s text settings.')
+  text_encoders.check_same_encoder(
+      features.text, generator.conditioning['text'], 'the CLIP model',
+      'The generator\'s prompts cannot be scored in another embedding space: train the clip '
+      'stage with the generator\'s text settings.')
 
 
-def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed,
-                     guidance_scale=None, guidance_min_step=None, ddim_eta=None) -> dict:
+def heart_rate_sweep(generator: Generator, evaluation, settings, seed) -> dict:
   """The paper's sweep: one report, age and sex, requested heart rate over `sweep_rates`;
   mean and sd of the measured rate per requested rate."""
   rates = np.repeat(np.asarray(evaluation.sweep_rates, np.float64), evaluation.sweep_samples)
   cond = generator.conditions([[evaluation.sweep_report]] * len(rates),
                               [evaluation.sweep_age] * len(rates),
                               [evaluation.sweep_sex] * len(rates), rates)
-  ecg = generator.generate_from_conditions(cond, sampler, steps, seed + 1,
-                                           evaluation.batch_size, progress='heart-rate sweep',
-                                           guidance_scale=guidance_scale,
-                                           guidance_min_step=guidance_min_step,
-                                           ddim_eta=ddim_eta)
+  ecg = generator.generate_from_conditions(cond, seed=seed + 1,
+                                           batch_size=evaluation.batch_size,
+                                           progress='heart-rate sweep', **settings.as_kwargs())
   measured = hr_detector.heart_rate(ecg)
   rows = []
   for rate in evaluation.sweep_rates:
@@ -189,27 +177,12 @@ def heart_rate_sweep(generator: Generator, evaluation, sampler, steps, seed,
               ecg=ecg, requested=rates, measured_hr=measured)
 
 
-def vae_reconstruction(generator: Generator, real_ecg,
-                       batch_size: int = 64) -> tuple[dict, np.ndarray]:
-  """Stage-1 check on real ECGs (n, 1024, 12) mV with the generator's VAE: encode (posterior
-  mean) and decode. Returns the MAE, the MAE of a flat line at each record's lead means (what
+def vae_reconstruction(codec, real_ecg, batch_size: int = 64) -> tuple[dict, np.ndarray]:
+  """Stage-1 check on real ECGs (n, 1024, 12) mV with a VAE (a generate.VAECodec, or a
+  Generator's): encode (posterior mean) and decode. Returns the MAE, the MAE of a flat line at each record's lead means (what
   reconstructing nothing scores), how often the reconstruction keeps the heart rate (within
   3 bpm), where in frequency the error lies; and the reconstructions."""
-  vae, params, config = generator.vae, generator.vae_params, generator.config
-
-  @jax.jit
-  def reconstruct(ecg):
-    z = vae.apply({'params': params}, ecg, jnp.zeros(ecg.shape[:1] + factory.latent_shape(config)),
-                  method=vae.encode)[0]
-    return vae.apply({'params': params}, z, method=vae.decode)
-
-  parts = []
-  for start in range(0, len(real_ecg), batch_size):
-    chunk = real_ecg[start:start + batch_size]
-    padded = np.zeros((batch_size,) + chunk.shape[1:], np.float32)
-    padded[:len(chunk)] = chunk
-    parts.append(np.asarray(reconstruct(padded))[:len(chunk)])
-  recon = np.concatenate(parts)
+  recon = codec.decode(codec.encode(real_ecg, batch_size), batch_size)
   hr_real, hr_recon = hr_detector.heart_rate(real_ecg), hr_detector.heart_rate(recon)
   both = np.isfinite(hr_real) & np.isfinite(hr_recon)
   centred = real_ecg - real_ecg.mean(axis=1, keepdims=True)
@@ -253,16 +226,12 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   timings = {}
   start = time.time()
   # Sampling spreads each batch over every local device (Generator).
-  generator = (Generator.pretrained(precision=precision) if workdir is None
-               else Generator.from_workdir(workdir, precision=precision))
+  generator = Generator.open(workdir or 'pretrained', precision=precision)
   features = ClipFeatures.from_workdir(clip_workdir)
   check_text_match(generator, features)
   config = generator.config
   evaluation = config.evaluation
-  guidance_scale = generator.guidance(guidance_scale)
-  guidance_min_step = generator.guidance_min_step(guidance_min_step)
-  used_sampler, used_steps = generator.sampler_settings(sampler, steps)
-  ddim_eta = generator.ddim_eta(ddim_eta, used_sampler)
+  settings = generator.settings(sampler, steps, ddim_eta, guidance_scale, guidance_min_step)
   data = input_pipeline.read_all(input_pipeline.open_split(config.data, split, dataset))
   index = select_records(len(data['ecg']), num, seed, split)
   real_ecg = data['ecg'][index]
@@ -275,17 +244,16 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
 
   start = time.time()
   cond = generator.conditions(reports, ages, sexes, requested_hr)
-  generated = generator.generate_from_conditions(cond, sampler, steps, seed,
-                                                 evaluation.batch_size, progress=f'generate {split}',
-                                                 guidance_scale=guidance_scale,
-                                                 guidance_min_step=guidance_min_step,
-                                                 ddim_eta=ddim_eta)
+  generated = generator.generate_from_conditions(cond, seed=seed,
+                                                 batch_size=evaluation.batch_size,
+                                                 progress=f'generate {split}',
+                                                 **settings.as_kwargs())
   timings['generate_s'] = time.time() - start
 
   start = time.time()
   # The CLIP model embeds prompts with its own template (the encoder is the generator's).
-  distinct, prompt_index = trainer.prompt_table(features.text['template'], reports)
-  text_embedding = generator.text_encoder.encode(distinct)[prompt_index]
+  text_embedding = text_encoders.embed_reports(generator.text_encoder,
+                                               features.text['template'], reports)
   result, details = score(features, real_ecg, generated, text_embedding, requested_hr,
                           evaluation.neighbours, seed)
   timings['score_s'] = time.time() - start
@@ -293,29 +261,26 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   sweep_result = None
   if sweep:
     start = time.time()
-    sweep_result = heart_rate_sweep(generator, evaluation, sampler, steps, seed, guidance_scale,
-                                    guidance_min_step, ddim_eta)
+    sweep_result = heart_rate_sweep(generator, evaluation, settings, seed)
     timings['sweep_s'] = time.time() - start
 
   start = time.time()
-  vae_result, recon = vae_reconstruction(generator, real_ecg)
+  vae_result, recon = vae_reconstruction(generator.codec, real_ecg)
   timings['vae_s'] = time.time() - start
 
   summary = dict(
       workdir=str(workdir or 'pretrained'), clip_workdir=str(clip_workdir), split=split,
-      dataset=dataset or config.data.name, num=len(index), seed=seed, sampler=used_sampler,
-      steps=used_steps or config.diffusion.num_timesteps, guidance_scale=guidance_scale,
-      guidance_min_step=guidance_min_step,
-      ddim_eta=ddim_eta if used_sampler == 'ddim' else None,
+      dataset=dataset or config.data.name, num=len(index), seed=seed, sampler=settings.sampler,
+      steps=settings.unet_steps(config.diffusion.num_timesteps),
+      guidance_scale=settings.guidance_scale, guidance_min_step=settings.guidance_min_step,
+      ddim_eta=settings.ddim_eta if settings.sampler == 'ddim' else None,
       precision=precision or config.precision, devices=len(generator.devices),
-      text=trainer.describe_text(generator.conditioning['text']), vae=vae_result, **result,
+      text=text_encoders.describe(generator.conditioning['text']), vae=vae_result, **result,
       heart_rate_sweep=None if sweep_result is None else {
           k: v for k, v in sweep_result.items() if k not in ('ecg', 'requested', 'measured_hr')},
       seconds=timings)
 
-  out.parent.mkdir(parents=True, exist_ok=True)
-  staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.'))
-  try:
+  with staged_folder(out, replace=True) as staging:
     (staging / 'metrics.json').write_text(json.dumps(json_ready(summary), indent=1, allow_nan=False))
     np.savez(staging / 'generated.npz', generated=generated.astype(np.float32),
              real=real_ecg.astype(np.float32), record_id=np.array(record_ids),
@@ -328,12 +293,6 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
                requested_hr=sweep_result['requested'], measured_hr=sweep_result['measured_hr'])
     report.write(staging, summary, real_ecg, generated, details, record_ids, reports,
                  sweep_result, evaluation.grid_records, recon)
-    if out.exists():
-      shutil.rmtree(out)
-    os.replace(staging, out)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
   return out
 
 

@@ -1,0 +1,1 @@
+"""ECGs out: WFDB and NPZ files, and plots (ECG paper, training curves)."""

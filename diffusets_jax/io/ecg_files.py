@@ -5,7 +5,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import wfdb
 
 from diffusets_jax.datasets.preprocessing import DURATION_S, STANDARD_LEADS, resample
 
@@ -26,6 +25,7 @@ def write_wfdb(ecg: np.ndarray, directory, record_name: str, sample_rate: float 
   directory = Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory(dir=directory) as tmp:
+    import wfdb  # WFDB output only: sampling and its benchmarks run without the package
     wfdb.wrsamp(record_name, fs=sample_rate, units=['mV'] * 12, sig_name=list(STANDARD_LEADS),
                 p_signal=signal, fmt=['16'] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12,
                 comments=comments or [], write_dir=tmp)

@@ -1,5 +1,4 @@
 """Figures: ECGs on standard paper, and training curves."""
-import json
 from pathlib import Path
 
 import matplotlib
@@ -15,20 +14,16 @@ MM_PER_INCH = 25.4
 LAYOUT = (('I', 'aVR', 'V1', 'V4'), ('II', 'aVL', 'V2', 'V5'), ('III', 'aVF', 'V3', 'V6'))
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def plot_training_curves(workdir) -> Path | None:
+def plot_training_curves(logs: dict, out) -> Path | None:
   """Loss (and learning rate) per step for every trained stage, with the diffusion stage's
-  held-out loss where it was logged -> workdir/training_curves.png."""
-  workdir = Path(workdir)
-  stages = [s for s in ('vae', 'diffusion', 'clip') if (workdir / s / 'metrics.jsonl').exists()]
+  held-out loss where it was logged -> `out` (a PNG). logs: {stage: {'metrics': [row, ...],
+  'heldout': [row, ...] or None}}, as store.workdir.training_logs reads them."""
+  stages = [stage for stage, log in logs.items() if log['metrics']]
   if not stages:
     return None
   fig, axes = plt.subplots(len(stages), 2, figsize=(11, 3.4 * len(stages)), squeeze=False)
   for row, stage in zip(axes, stages):
-    records = _read_jsonl(workdir / stage / 'metrics.jsonl')
+    records = logs[stage]['metrics']
     steps = [r['step'] for r in records]
     keys = ['loss'] + [k for k in ('unweighted_loss', 'recon_mae_mv', 'kl', 'retrieval_accuracy')
                        if k in records[0]]
@@ -36,9 +31,8 @@ def plot_training_curves(workdir) -> Path | None:
       # With diffusion.min_snr_gamma the optimised loss is weighted; the held-out one is not.
       label = 'loss (Min-SNR weighted)' if key == 'loss' and 'unweighted_loss' in keys else key
       row[0].plot(steps, [r[key] for r in records], label=label)
-    heldout_path = workdir / stage / 'heldout.jsonl'
-    if heldout_path.exists():  # the same loss on val and on as many training records, fixed draws
-      heldout = _read_jsonl(heldout_path)
+    heldout = logs[stage]['heldout']
+    if heldout:  # the same loss on val and on as many training records, fixed draws
       at = [r['step'] for r in heldout]
       row[0].plot(at, [r['heldout_loss'] for r in heldout], 'o-', color='tab:red',
                   label=f'held-out (val, {heldout[-1]["records"]} records)')
@@ -56,7 +50,7 @@ def plot_training_curves(workdir) -> Path | None:
     row[1].set_xlabel('step')
     row[1].legend()
   fig.tight_layout()
-  out = workdir / 'training_curves.png'
+  out = Path(out)
   fig.savefig(out, dpi=110)
   plt.close(fig)
   return out

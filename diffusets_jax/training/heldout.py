@@ -8,6 +8,7 @@ there are some), the full condition (no null condition) and no dropout.
 import numpy as np
 import jax
 
+from diffusets_jax import batching
 from diffusets_jax.training.losses import noise_prediction_error
 
 # Timestep bands reported beside the whole range: the low-noise end, the middle and the
@@ -37,16 +38,8 @@ def make_loss_fn(unet, schedule, latent, cond, draws: int = 4, seed: int = 0,
       unet, params, schedule, z0, c, t, noise))
 
   def loss_fn(params) -> dict:
-    parts = []
-    for start in range(0, len(latent), batch_size):
-      chunk = slice(start, start + batch_size)
-      z0, c, tt, eps = latent[chunk], cond[chunk], t[chunk], noise[chunk]
-      pad = batch_size - len(z0)  # one shape, one compile
-      if pad:
-        z0, c, tt, eps = (np.concatenate([a, np.repeat(a[-1:], pad, axis=0)])
-                          for a in (z0, c, tt, eps))
-      parts.append(np.asarray(per_example(params, z0, c, tt, eps))[:batch_size - pad])
-    losses = np.concatenate(parts)
+    losses = batching.map_batches(lambda *rows: per_example(params, *rows),
+                                  (latent, cond, t, noise), batch_size)
     out = {'loss': float(losses.mean())}
     for lo, hi in BANDS:
       in_band = (t >= lo) & (t < hi)

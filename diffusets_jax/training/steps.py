@@ -4,30 +4,15 @@ Gradients and metrics are averaged over all devices (`lax.pmean` on the 'batch' 
 equal per-device batches the update equals the single-device update on the whole batch.
 """
 import functools
-from typing import Any
 
 import numpy as np
 import jax
 import jax.numpy as jnp
-import optax
-from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from diffusets_jax.batching import AXIS
+from diffusets_jax.train_state import EmaTrainState
 from diffusets_jax.training import losses
-
-AXIS = 'batch'
-
-
-class TrainState(train_state.TrainState):
-  pass
-
-
-class ClipTrainState(train_state.TrainState):
-  batch_stats: Any = None  # BatchNorm running statistics (identical on every device)
-
-
-class EmaTrainState(train_state.TrainState):
-  ema_params: Any = None   # exponential moving average of params, updated after every step
 
 
 def ema_update(state: EmaTrainState, decay: float) -> EmaTrainState:
@@ -37,28 +22,6 @@ def ema_update(state: EmaTrainState, decay: float) -> EmaTrainState:
   d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
   ema = jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, state.ema_params, state.params)
   return state.replace(ema_params=ema)
-
-
-def onecycle_schedule(total_steps: int, start_lr: float, peak_lr: float):
-  """PyTorch OneCycleLR shape: cosine warm-up over the first 30 % from start_lr to peak_lr, then
-  cosine annealing to start_lr / 1e4."""
-  return optax.cosine_onecycle_schedule(total_steps, peak_lr, pct_start=0.3,
-                                        div_factor=peak_lr / start_lr, final_div_factor=1e4)
-
-
-def cosine_schedule(total_steps: int, lr: float, final_fraction: float):
-  return optax.cosine_decay_schedule(lr, max(total_steps, 1), alpha=final_fraction)
-
-
-def create_state(apply_fn, params, learning_rate, weight_decay, batch_stats=None,
-                 ema: bool = False) -> TrainState:
-  tx = optax.adamw(learning_rate, weight_decay=weight_decay)
-  if batch_stats is not None:
-    return ClipTrainState.create(apply_fn=apply_fn, params=params, tx=tx, batch_stats=batch_stats)
-  if ema:
-    return EmaTrainState.create(apply_fn=apply_fn, params=params, tx=tx,
-                                ema_params=jax.tree_util.tree_map(jnp.array, params))
-  return TrainState.create(apply_fn=apply_fn, params=params, tx=tx)
 
 
 def _apply(state, grads, metrics):

@@ -4,7 +4,7 @@ embedding carries: leave-one-out 1-nearest-neighbour accuracy (cosine) of each r
 diagnostic superclass (NORM, MI, STTC, CD, HYP: the `diagnostic_class` of its most likely
 diagnostic statement), over the bundled PTB-XL records.
 
-  python scripts/ptbxl_prompt_choice.py --out docs/ptbxl_prompt_choice.json
+  python experiments/ptbxl_prompt_choice.py --out docs/ptbxl_prompt_choice.json
 
 Caveat: the SCP statements were coded from the reports, so both texts describe the same
 findings; the question is only which one the encoder can read.

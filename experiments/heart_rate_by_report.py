@@ -1,7 +1,7 @@
 """Recorded heart rates of the training ECGs whose reports mention each phrase: what rates the
 data pair with a text (e.g. how many 'sinus rhythm' records are above 100 bpm).
 
-  python scripts/heart_rate_by_report.py --config pretrained \
+  python experiments/heart_rate_by_report.py --config pretrained \
       --phrase "sinus rhythm" --phrase "sinus tachycardia" --out rates_by_report.json
 
 A phrase matches a record when it occurs in any of its reports (case-insensitive).
@@ -13,30 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from diffusets_jax.datasets import input_pipeline
+from diffusets_jax.datasets import heart_rate, input_pipeline
 
 DEFAULT_PHRASES = ('sinus rhythm', 'sinus tachycardia', 'sinus bradycardia',
                    'atrial fibrillation')
-QUANTILES = (0.0, 0.05, 0.5, 0.95, 1.0)
-
-
-def rates_by_phrase(reports, heart_rates, phrases, above_bpm: float) -> list[dict]:
-  """Per phrase: how many records mention it, quantiles of their rates, how many are above
-  `above_bpm`. `reports`: per record, a list of report strings."""
-  heart_rates = np.asarray(heart_rates, np.float64)
-  rows = []
-  for phrase in phrases:
-    mask = np.array([any(phrase.lower() in report.lower() for report in record)
-                     for record in reports], bool)
-    rates = heart_rates[mask & np.isfinite(heart_rates)]
-    rows.append(dict(phrase=phrase, records=int(mask.sum()),
-                     quantiles_bpm=dict(zip([f'{q:g}' for q in QUANTILES],
-                                            np.quantile(rates, QUANTILES).round(1).tolist()))
-                     if len(rates) else None,
-                     above=int((rates > above_bpm).sum())))
-  return rows
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,8 +30,8 @@ def main():
   args = parser.parse_args()
   config = importlib.import_module(f'configs.{args.config}').get_config()
   data = input_pipeline.read_all(input_pipeline.open_split(config.data, args.split))
-  rows = rates_by_phrase(data['reports'], data['heart_rate'], args.phrase or DEFAULT_PHRASES,
-                         args.above_bpm)
+  rows = heart_rate.rates_by_phrase(data['reports'], data['heart_rate'],
+                                    args.phrase or DEFAULT_PHRASES, args.above_bpm)
   rates = np.asarray(data['heart_rate'], np.float64)
   result = dict(config=args.config, split=args.split, records=len(rates),
                 above_bpm=args.above_bpm, records_above=int((rates > args.above_bpm).sum()),

@@ -1,8 +1,8 @@
 r"""Exposure bias of a sampler: the U-Net's predicted noise along the sampling chain against the
 same on noised real latents, step by step.
 
-  python scripts/exposure_bias.py --split val --num 32 --out docs/pretrained/exposure_bias
-  python scripts/exposure_bias.py --workdir runs/W --split val --out runs/W/exposure_bias
+  python experiments/exposure_bias.py --split val --num 32 --out docs/pretrained/exposure_bias
+  python experiments/exposure_bias.py --workdir runs/W --split val --out runs/W/exposure_bias
 
 A U-Net is trained on z_t made from real latents; during sampling it sees z_t made by its own
 earlier steps. Where the two differ (exposure bias, Ning et al. 2023), its noise prediction
@@ -39,35 +39,25 @@ rms = lambda x: jnp.sqrt(jnp.mean(x ** 2))
 
 def measure(generator: Generator, real_ecg, cond, scale: float, real_every: int, seed: int):
   """(steps t = T-1..0, sampled eps RMS, sampled z_t RMS, real t's, real eps RMS, real z_t RMS)."""
-  vae_params, unet_variables = generator.params()
-  vae, unet, schedule = generator.vae, generator.unet, generator.schedule
-  clip = generator.config.sampling.clip
+  _, unet_variables = generator.params()
+  schedule = generator.schedule
   n = len(real_ecg)
   shape = (n,) + factory.latent_shape(generator.config)
   cond = jnp.asarray(cond, jnp.float32)
-  predict = lambda z, t, c: unet.apply(unet_variables, z, t, c)
-  if scale != 1.0:
-    predict = samplers.guided(lambda z, t, c, drop: unet.apply(unet_variables, z, t, c, drop),
-                              scale)
+  predict = generator.noise_predictor(unet_variables, scale != 1.0, scale)
   key = jax.random.PRNGKey(seed)
-  steps = jnp.arange(schedule.num_timesteps - 1, -1, -1, dtype=jnp.int32)
+  last = schedule.num_timesteps - 1
 
   @jax.jit
-  def chain(key):
+  def chain(key):  # the DDPM sampler, recording what the U-Net sees and says at every step
     init_key, step_key = jax.random.split(key)
-
-    def body(z_t, inputs):  # the DDPM sampler's step, recording what the U-Net sees and says
-      t, step = inputs
-      eps_hat = predict(z_t, jnp.full((n,), t), cond)
-      z_prev = samplers.ddpm_step(schedule, z_t, eps_hat, t, jax.random.normal(step, shape), clip)
-      return z_prev, (rms(eps_hat), rms(z_t))
-
     z_T = jax.random.normal(init_key, shape)
-    return jax.lax.scan(body, z_T, (steps, jax.random.split(step_key, len(steps))))[1]
+    return samplers.ddpm_denoise(predict, schedule, cond, z_T, last, step_key,
+                                 generator.config.sampling.clip,
+                                 trace=lambda z_t, eps_hat: (rms(eps_hat), rms(z_t)))[1]
 
   sampled_eps, sampled_z = chain(jax.random.fold_in(key, 0))
-  z0 = vae.apply({'params': vae_params}, jnp.asarray(real_ecg, jnp.float32), jnp.zeros(shape),
-                 method=vae.encode)[0]
+  z0 = jnp.asarray(generator.encode(real_ecg))
 
   @jax.jit
   def on_real(t, noise_key):
@@ -76,7 +66,7 @@ def measure(generator: Generator, real_ecg, cond, scale: float, real_every: int,
 
   real_steps = np.arange(0, schedule.num_timesteps, real_every)
   real = [on_real(int(t), jax.random.fold_in(key, 1000 + int(t))) for t in real_steps]
-  return (np.asarray(steps), np.asarray(sampled_eps), np.asarray(sampled_z), real_steps,
+  return (np.arange(last, -1, -1), np.asarray(sampled_eps), np.asarray(sampled_z), real_steps,
           np.asarray([float(e) for e, _ in real]), np.asarray([float(z) for _, z in real]))
 
 
@@ -120,9 +110,8 @@ def main():
   args = parser.parse_args()
   if args.num < 1 or args.real_every < 1:
     parser.error('--num and --real_every must be at least 1')
-  generator = (Generator.pretrained() if args.workdir is None
-               else Generator.from_workdir(args.workdir))
-  scale = generator.guidance(args.guidance_scale)
+  generator = Generator.open(args.workdir or 'pretrained')
+  scale = generator.settings(guidance_scale=args.guidance_scale).guidance_scale
   real_ecg, cond, _ = chosen_records(generator, args.split, args.num, args.seed)
   steps, sampled_eps, sampled_z, real_steps, real_eps, real_z = measure(
       generator, real_ecg, cond, scale, args.real_every, args.seed)
