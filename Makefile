@@ -7,7 +7,7 @@ DEMO := runs/demo
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/xla
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench gpu-wheels gpu-check clean
 
 $(VENV)/installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ install: $(VENV)/installed
 # 2. Shows a short training run of the tiny config on the bundled LUDB data, CLIP model included.
 # 3. Evaluates the shipped model on LUDB's test split, scored with that CLIP model. Deterministic
 #    DDIM 50 keeps the demo within 10 min; the model's default sampler, DDIM over all 1000 steps
-#    with eta 3, takes about 6 min more.
+#    with eta 3, takes about 6 min more, and the two-sample tests (--two_sample) about 1 min.
 demo: install
 	$(PY) sample.py --text "Sinus bradycardia" --age 60 --sex F --hr 50 \
 	    --num 4 --seed 0 --out $(DEMO)/pretrained_samples/sinus_bradycardia
@@ -37,7 +37,7 @@ demo: install
 	$(PY) sample.py --workdir $(DEMO) --text "Sinus bradycardia" --age 60 --sex F --hr 50 \
 	    --num 4 --sampler ddim --seed 0 --out $(DEMO)/samples/sinus_bradycardia
 	$(PY) evaluate.py --clip_workdir $(DEMO) --dataset ludb --split test --seed 0 \
-	    --sampler ddim --steps 50 --ddim_eta 0 --out $(DEMO)/pretrained_evaluation
+	    --sampler ddim --steps 50 --ddim_eta 0 --notwo_sample --out $(DEMO)/pretrained_evaluation
 	@echo "demo done: shipped model's ECGs under $(DEMO)/pretrained_samples/, its evaluation $(DEMO)/pretrained_evaluation/report.md; tiny run's curves $(DEMO)/training_curves.png and ECGs $(DEMO)/samples/"
 
 test: $(VENV)/test-installed
@@ -52,5 +52,15 @@ bench: $(VENV)/test-installed
 	    --out benchmarks/results/side_by_side_cpu.json
 	$(PY) benchmarks/evaluation.py --num 1000 --out benchmarks/results/evaluation_cpu.json
 
+# Wheels of what the GPU machine lacks (requirements-gpu.txt), for CPython 3.12 manylinux x86_64,
+# into build/gpu-wheels/: carry that folder with the repository (docs/benchmarks.md).
+gpu-wheels:
+	$(PYTHON) benchmarks/gpu_wheels.py
+
+# The whole GPU check in one command (on the GPU machine: python benchmarks/gpu_check.py);
+# here, on the CPU, its micro-size smoke run.
+gpu-check: $(VENV)/test-installed
+	$(PY) benchmarks/gpu_check.py --smoke
+
 clean:
-	rm -rf $(DEMO) data/tfds .cache
+	rm -rf $(DEMO) data/tfds .cache build

@@ -23,10 +23,12 @@ _CLIP_WORKDIR = flags.DEFINE_string('clip_workdir', None, 'Workdir whose clip st
 _SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'val', 'test'], 'Real records to use.')
 _NUM = flags.DEFINE_integer('num', 0, 'How many records of the split (a seeded random choice); '
                             '0: all of them.')
-_SAMPLER = flags.DEFINE_enum('sampler', None, ['ddpm', 'ddim'],
+_SAMPLER = flags.DEFINE_enum('sampler', None, ['ddpm', 'ddim', 'dpmpp'],
                              'ddpm: the reference 1000-step sampler (the paper\'s protocol); '
-                             'ddim: --steps steps. Default: the config\'s sampling.sampler.')
-_STEPS = flags.DEFINE_integer('steps', None, 'DDIM steps (default: config sampling.ddim_steps).')
+                             'ddim or dpmpp (DPM-Solver++ 2M): --steps steps. Default: the '
+                             'config\'s sampling.sampler.')
+_STEPS = flags.DEFINE_integer('steps', None, 'ddim or dpmpp steps, one U-Net evaluation each '
+                              '(default: config sampling.ddim_steps).')
 _DDIM_ETA = flags.DEFINE_float(
     'ddim_eta', None, 'DDIM\'s fresh noise per step: 0 deterministic, 1 the DDPM posterior\'s, '
     'above 1 more. Default: the config\'s sampling.ddim_eta.')
@@ -43,6 +45,8 @@ _DATASET = flags.DEFINE_string('dataset', None, 'Evaluate on one dataset of a mo
 _PRECISION = flags.DEFINE_enum('precision', None, ['float32', 'bfloat16'],
                                'Compute precision of the sampling (default: the model config\'s).')
 _SWEEP = flags.DEFINE_bool('sweep', True, 'Also run the heart-rate sweep (config evaluation.*).')
+_TWO_SAMPLE = flags.DEFINE_bool('two_sample', True, 'Also run the classifier two-sample tests '
+                                '(C2ST; config evaluation.two_sample_*).')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/evaluation/SPLIT, or '
                            'SPLIT_DATASET with --dataset).')
 
@@ -53,7 +57,7 @@ def main(argv):
   out = evaluator.evaluate(_WORKDIR.value, _SPLIT.value, _NUM.value, _CLIP_WORKDIR.value,
                            _SAMPLER.value, _STEPS.value, _SEED.value, _OUT.value, _SWEEP.value,
                            _GUIDANCE.value, _DATASET.value, _PRECISION.value,
-                           _GUIDANCE_MIN_STEP.value, _DDIM_ETA.value)
+                           _GUIDANCE_MIN_STEP.value, _DDIM_ETA.value, _TWO_SAMPLE.value)
   print(evaluator.summary_table(out / 'metrics.json'))
   for label, name in (('metrics', 'metrics.json'), ('report', 'report.md'),
                       ('generated ECGs', 'generated.npz')):

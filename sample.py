@@ -29,11 +29,13 @@ _SEX = flags.DEFINE_enum('sex', 'U', ['M', 'F', 'U'], 'Sex: M, F, or U (unknown,
                          case_sensitive=False)
 _HR = flags.DEFINE_float('hr', None, 'Heart rate in bpm, 20-300.')
 _NUM = flags.DEFINE_integer('num', 4, 'How many ECGs to generate.')
-_SAMPLER = flags.DEFINE_enum('sampler', None, ['ddpm', 'ddim'],
+_SAMPLER = flags.DEFINE_enum('sampler', None, ['ddpm', 'ddim', 'dpmpp'],
                              'ddpm: the reference 1000-step ancestral sampler; ddim: --steps '
-                             'steps, deterministic unless --ddim_eta > 0. Default: the config\'s '
+                             'steps, deterministic unless --ddim_eta > 0; dpmpp: DPM-Solver++ '
+                             '(2M), --steps steps, deterministic. Default: the config\'s '
                              'sampling.sampler.')
-_STEPS = flags.DEFINE_integer('steps', None, 'DDIM steps (default: config sampling.ddim_steps).')
+_STEPS = flags.DEFINE_integer('steps', None, 'ddim or dpmpp steps, one U-Net evaluation each '
+                              '(default: config sampling.ddim_steps).')
 _DDIM_ETA = flags.DEFINE_float(
     'ddim_eta', None, 'DDIM\'s fresh noise per step: 0 deterministic, 1 the DDPM posterior\'s, '
     'above 1 more. Default: the config\'s sampling.ddim_eta.')

@@ -41,7 +41,8 @@ def write_ptbxl(root: Path, count: int) -> None:
                      filename_hr=f'{folder}/{ecg_id:05d}_hr'))
   fake_physionet.write_csv(root / 'ptbxl_database.csv', fake_physionet.PTBXL_COLUMNS, rows)
   fake_physionet.write_csv(root / 'scp_statements.csv', fake_physionet.SCP_COLUMNS,
-                           [{'': 'NORM'}, {'': 'SR'}])
+                           [{'': 'NORM', 'description': 'normal ECG', 'diagnostic': '1.0'},
+                            {'': 'SR', 'description': 'sinus rhythm', 'rhythm': '1.0'}])
 
 
 def peak_rss_mb(who) -> float:

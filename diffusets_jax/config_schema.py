@@ -107,7 +107,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.diffusion.shift_copies = 0
 
   config.sampling = ml_collections.ConfigDict()
-  config.sampling.sampler = 'ddpm'
+  config.sampling.sampler = 'ddpm'       # ddpm | ddim | dpmpp (DPM-Solver++ 2M)
   config.sampling.ddim_steps = 50
   # Fresh noise per DDIM step: 0 is deterministic DDIM, 1 the DDPM posterior's variance on every
   # step (DDIM over all 1000 steps at 1 is the reference's DDPM sampler; docs/pretrained.md).
@@ -143,6 +143,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.evaluation.sweep_rates = tuple(range(30, 151, 10))  # requested bpm
   config.evaluation.sweep_samples = 10    # ECGs per requested rate
   config.evaluation.grid_records = 4      # real-vs-generated pairs drawn in the report
+  # Classifier two-sample tests (evaluation/two_sample.py): Adam steps per fold's classifier
+  # (0: not run), folds, ECGs per set at most.
+  config.evaluation.two_sample_steps = 200
+  config.evaluation.two_sample_folds = 5
+  config.evaluation.two_sample_max_per_class = 256
 
   config.train = ml_collections.ConfigDict()
   config.train.checkpoint_every_steps = 500

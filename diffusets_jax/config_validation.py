@@ -66,7 +66,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                                    config.diffusion.num_timesteps, 'sampling.guidance_min_step')
   samplers.check_ddim_eta(config.sampling.ddim_eta, 'sampling.ddim_eta')
   if config.sampling.sampler not in sampling_settings.SAMPLERS:
-    raise ValueError(f"sampling.sampler must be 'ddpm' or 'ddim', got {config.sampling.sampler!r}")
+    raise ValueError(f"sampling.sampler must be one of {', '.join(sampling_settings.SAMPLERS)}, "
+                     f"got {config.sampling.sampler!r}")
   if config.train.heldout_every_steps < 0 or config.train.heldout_records < 1:
     raise ValueError(f'train.heldout_every_steps must be >= 0 (0: off) and train.heldout_records '
                      f'>= 1, got {config.train.heldout_every_steps} and '

@@ -150,8 +150,8 @@ class Generator:
 
     reports: one report or several in order of importance; age in years (0-120) or None
     (unknown); sex 'M', 'F' or None (unknown); heart_rate in bpm (20-300); sampler 'ddpm'
-    (1000 ancestral steps, the reference) or 'ddim' (`steps` steps); both run as one jitted
-    scan including the VAE decode. guidance_scale: classifier-free guidance (None: the
+    (1000 ancestral steps, the reference), 'ddim' or 'dpmpp' (DPM-Solver++ 2M), the last two
+    over `steps` steps; each runs as one jitted scan including the VAE decode. guidance_scale: classifier-free guidance (None: the
     config's; 1: none). guidance_min_step: guide only the steps t >= it (None: the config's; 0:
     every step). ddim_eta: the ddim sampler's fresh noise per step, 0 deterministic, 1 the DDPM
     posterior's, above 1 more (None: the config's sampling.ddim_eta).
@@ -238,6 +238,9 @@ class Generator:
     clip = self.config.sampling.clip
     if sampler == 'ddpm':
       return samplers.ddpm_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng, clip)
+    if sampler == 'dpmpp':
+      return samplers.dpmpp_2m_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng, steps,
+                                      clip)
     return samplers.ddim_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng, steps, clip,
                                 ddim_eta)
 

@@ -33,6 +33,8 @@ def micro_config(tfds_dir: str):
   config.evaluation.sweep_rates = (40, 120)
   config.evaluation.sweep_samples = 2
   config.evaluation.grid_records = 2
+  config.evaluation.two_sample_steps = 10
+  config.evaluation.two_sample_folds = 2
   config.train.checkpoint_every_steps = 2
   config.train.log_every_steps = 1
   return config

@@ -119,12 +119,13 @@ def test_corrupt_and_truncated_records_are_skipped_and_counted(tmp_path, caplog)
   raw = tmp_path / 'raw'
   (raw / 'data').mkdir(parents=True)
   records = [str(i) for i in range(1, 21)]
-  for r in records:
-    for ext in ('hea', 'dat'):
-      shutil.copy(ludb.BUNDLED_DIR / 'data' / f'{r}.{ext}', raw / 'data' / f'{r}.{ext}')
+  for r in records:  # the header and its signal files (compressed: N_1.dat, N_2.dat)
+    for path in [ludb.BUNDLED_DIR / 'data' / f'{r}.hea',
+                 *(ludb.BUNDLED_DIR / 'data').glob(f'{r}_*.dat')]:
+      shutil.copy(path, raw / 'data' / path.name)
   truncated, corrupt = ludb.split_record_ids(records)['train'][:2]
-  (raw / 'data' / f'{truncated}.dat').write_bytes(
-      (raw / 'data' / f'{truncated}.dat').read_bytes()[:1000])
+  for path in (raw / 'data').glob(f'{truncated}_*.dat'):
+    path.write_bytes(path.read_bytes()[:1000])
   (raw / 'data' / f'{corrupt}.hea').write_text('this is not a header\n')
   (raw / 'RECORDS').write_text('\n'.join(f'data/{r}' for r in records))
   with caplog.at_level('WARNING'):

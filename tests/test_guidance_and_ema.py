@@ -75,7 +75,7 @@ def test_guidance_formula_is_exact_at_scale_one():
                              conditional + 2.0 * (conditional + 0.3 * z), rtol=1e-5)
 
 
-@pytest.mark.parametrize('sampler', ['ddim', 'ddpm'])
+@pytest.mark.parametrize('sampler', ['ddim', 'ddpm', 'dpmpp'])
 def test_guidance_scale_one_is_the_unguided_sampler(guided_workdir, sampler):
   gen = Generator.from_workdir(guided_workdir)
   kwargs = dict(reports='Sinus rhythm', age=50, sex='F', heart_rate=70, num=2, sampler=sampler,

@@ -9,14 +9,14 @@ import numpy as np
 
 from diffusets_jax.diffusion import samplers
 
-SAMPLERS = ('ddpm', 'ddim')
+SAMPLERS = ('ddpm', 'ddim', 'dpmpp')
 
 
 @dataclasses.dataclass(frozen=True)
 class SamplingSettings:
-  sampler: str              # 'ddpm' (ancestral, every step) or 'ddim'
-  steps: int                # DDIM steps; 0 for ddpm, which runs every step
-  ddim_eta: float           # DDIM's fresh noise per step (0 for ddpm, which has its own)
+  sampler: str              # 'ddpm' (ancestral, every step), 'ddim' or 'dpmpp' (DPM-Solver++ 2M)
+  steps: int                # ddim and dpmpp steps; 0 for ddpm, which runs every step
+  ddim_eta: float           # DDIM's fresh noise per step (0 for the others)
   guidance_scale: float     # classifier-free guidance; 1: the conditional model alone
   guidance_min_step: int    # guide only the steps t >= it; 0: every step
 
@@ -64,17 +64,18 @@ def resolve(config, sampler: str | None = None, steps: int | None = None,
   s = config.sampling
   sampler = sampler or s.sampler
   if sampler not in SAMPLERS:
-    raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+    raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
   num_timesteps = config.diffusion.num_timesteps
+  if sampler != 'ddim' and ddim_eta:
+    raise ValueError(f'ddim_eta applies to the ddim sampler only (ddpm adds its own noise, '
+                     f'dpmpp none); got ddim_eta {ddim_eta} with sampler {sampler}')
   if sampler == 'ddpm':
-    if ddim_eta:
-      raise ValueError(f'ddim_eta applies to the ddim sampler only (the ddpm sampler adds its '
-                       f'own noise); got ddim_eta {ddim_eta} with sampler ddpm')
     steps, ddim_eta = 0, 0.0
   else:
     steps = steps or s.ddim_steps
     samplers.ddim_timesteps(num_timesteps, steps)  # validates steps
-    ddim_eta = samplers.check_ddim_eta(s.ddim_eta if ddim_eta is None else ddim_eta)
+    ddim_eta = (samplers.check_ddim_eta(s.ddim_eta if ddim_eta is None else ddim_eta)
+                if sampler == 'ddim' else 0.0)
   scale = check_guidance_scale(s.guidance_scale if guidance_scale is None else guidance_scale,
                                config.diffusion.condition_dropout > 0)
   min_step = samplers.check_guidance_min_step(

@@ -14,7 +14,7 @@ from diffusets_jax.conditioning import text_encoders
 from diffusets_jax.datasets import heart_rate as hr_detector
 from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ
-from diffusets_jax.evaluation import metrics, report
+from diffusets_jax.evaluation import metrics, report, two_sample
 from diffusets_jax.evaluation.clip_features import ClipFeatures
 from diffusets_jax.generate import Generator
 from diffusets_jax.store.files import staged_folder
@@ -132,11 +132,13 @@ def select_records(split_size: int, num: int, seed: int, split: str) -> np.ndarr
   return np.sort(np.random.default_rng([seed, split_size]).choice(split_size, num, replace=False))
 
 
-def chosen_records(generator: Generator, split: str, num: int, seed: int):
+def chosen_records(generator: Generator, split: str, num: int, seed: int,
+                   dataset: str | None = None):
   """(real ECGs, condition vectors, requested heart rates) of the records evaluate.py would
   choose (`select_records`), for the diagnostic scripts that generate from the same
-  conditions."""
-  data = input_pipeline.read_all(input_pipeline.open_split(generator.config.data, split))
+  conditions. dataset: one dataset of a model trained on several (None: all of them)."""
+  data = input_pipeline.read_all(input_pipeline.open_split(generator.config.data, split,
+                                                           dataset))
   index = select_records(len(data['ecg']), num, seed, split)
   requested = np.asarray(data['heart_rate'], np.float64)[index]
   cond = generator.conditions([data['reports'][i] for i in index],
@@ -206,11 +208,33 @@ def error_by_band(error, centred_real) -> list[dict]:
           for (low, high), err, real in zip(metrics.FREQUENCY_BANDS_HZ, error_ms, real_ms)]
 
 
+def two_sample_tests(real_ecg, generated, reconstructed, evaluation, seed: int) -> dict:
+  """C2ST accuracies (two_sample.py), each {'generated': x, 'real': floor}: the ECGs generated
+  for real half A's conditions against real half B, and the VAE's reconstructions against
+  their own originals (every record, each held out with its original), beside real A against
+  real B as the floor; on 12 leads and on lead II."""
+  a, b = halves(len(real_ecg), seed)
+  settings = dict(steps=evaluation.two_sample_steps, folds=evaluation.two_sample_folds,
+                  max_per_class=evaluation.two_sample_max_per_class, seed=seed)
+  out = {}
+  for suffix, leads in (('12_leads', None), ('lead_ii', (two_sample.LEAD_II,))):
+    reference = two_sample.preprocess(real_ecg[b], leads)
+    floor = two_sample.accuracy(two_sample.preprocess(real_ecg[a], leads), reference, **settings)
+    test = two_sample.accuracy(two_sample.preprocess(generated[a], leads), reference, **settings)
+    out[f'generated_{suffix}'] = pair(test['accuracy'], floor['accuracy'])
+    test = two_sample.accuracy(two_sample.preprocess(reconstructed, leads),
+                               two_sample.preprocess(real_ecg, leads), paired=True, **settings)
+    out[f'reconstructed_{suffix}'] = pair(test['accuracy'], floor['accuracy'])
+  out.update(per_class=floor['per_class'], folds=floor['folds'])
+  return out
+
+
 def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
              sampler: str | None = None, steps: int | None = None, seed: int = 0, out=None,
              sweep: bool = True, guidance_scale: float | None = None,
              dataset: str | None = None, precision: str | None = None,
-             guidance_min_step: int | None = None, ddim_eta: float | None = None) -> Path:
+             guidance_min_step: int | None = None, ddim_eta: float | None = None,
+             two_sample_tests_run: bool = True) -> Path:
   """Runs the protocol for a trained workdir (None: the shipped pretrained model, which then
   needs clip_workdir and out); returns the output folder (written whole or not at all: a failed
   run leaves no partial folder). `dataset`: one dataset of a model trained on several (default:
@@ -268,6 +292,11 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   vae_result, recon = vae_reconstruction(generator.codec, real_ecg)
   timings['vae_s'] = time.time() - start
 
+  if two_sample_tests_run and evaluation.two_sample_steps > 0:
+    start = time.time()
+    result['two_sample'] = two_sample_tests(real_ecg, generated, recon, evaluation, seed)
+    timings['two_sample_s'] = time.time() - start
+
   summary = dict(
       workdir=str(workdir or 'pretrained'), clip_workdir=str(clip_workdir), split=split,
       dataset=dataset or config.data.name, num=len(index), seed=seed, sampler=settings.sampler,
@@ -301,6 +330,8 @@ def summary_table(metrics_path) -> str:
   summary = json.loads(Path(metrics_path).read_text())
   lines = [f'{"metric":<44}{"generated":>12}{"real":>12}']
   for section, key, label, _, _ in report.ROWS:
+    if section not in summary:
+      continue
     value = summary[section][key]
     lines.append(f'{label:<44}{report.fmt(value["generated"]):>12}'
                  f'{report.fmt(value["real"]):>12}')
