@@ -44,7 +44,7 @@ def test_ddpm_sampler_runs(generator):
     (dict(heart_rate=10), 'heart rate must be 20-300 bpm, got 10'),
     (dict(sex='X'), "sex must be 'M', 'F' or unknown"),
     (dict(reports=['  ']), 'non-empty'),
-    (dict(sampler='euler'), "sampler must be 'ddpm' or 'ddim'"),
+    (dict(sampler='euler'), "sampler must be one of ddpm, ddim, dpmpp"),
 ])
 def test_bad_input_is_named(generator, kwargs, message):
   args = dict(reports=['Sinus rhythm'], age=50, sex='F', heart_rate=70, num=1)
