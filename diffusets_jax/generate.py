@@ -49,8 +49,8 @@ class Generator:
     self.unet_variables = {} if model.time_tables is None else {
         'time_tables': reference_checkpoints.time_tables_tree(model.time_tables,
                                                               model.unet_params)}
-    self.vae = factory.make_vae(config, precision)
     self.codec = VAECodec(config, model.vae_params, precision)
+    self.vae = self.codec.vae  # one VAE module for sampling's decode and the codec
     self.encode, self.decode = self.codec.encode, self.codec.decode
     self.unet = factory.make_unet(config, precision)
     self.devices = list(devices or jax.local_devices())
