@@ -9,6 +9,7 @@ from diffusets_jax import config_validation
 from diffusets_jax.diffusion import samplers
 from diffusets_jax.diffusion.schedule import linear_schedule
 from diffusets_jax.generate import Generator
+from tests.test_diffusion import exact_predictor
 
 
 def eps_fn(z, t, c):
@@ -65,10 +66,7 @@ def test_step_against_the_formula_in_float64():
 def test_an_exact_predictor_ends_at_its_latent_at_any_eta():
   s = linear_schedule()
   target = jnp.linspace(-0.5, 0.5, 8).reshape(1, 8, 1)
-
-  def oracle(z_t, t, cond):
-    abar = s.alphas_cumprod[t].reshape(-1, 1, 1)
-    return (z_t - jnp.sqrt(abar) * target) / jnp.sqrt(1 - abar)
+  oracle = exact_predictor(s, target)
 
   for eta in (0.5, 1.0):
     _, z0 = jax.jit(lambda: samplers.ddim_sample(oracle, lambda z: z, s, None, (1, 8, 1),

@@ -53,14 +53,19 @@ def test_ddim_timesteps_and_validation():
     samplers.ddim_timesteps(1000, 0)
 
 
+def exact_predictor(s, target):
+  """eps_fn giving the exact noise of z_t for a fixed clean latent `target`."""
+  def oracle(z_t, t, cond):
+    abar = s.alphas_cumprod[t].reshape(-1, 1, 1)
+    return (z_t - jnp.sqrt(abar) * target) / jnp.sqrt(1 - abar)
+  return oracle
+
+
 def test_samplers_recover_a_known_latent_with_an_oracle_predictor():
   # With eps_hat = the exact noise for a fixed target x0 (|x0| < 1), both samplers end at x0.
   s = linear_schedule()
   target = jnp.linspace(-0.5, 0.5, 8).reshape(1, 8, 1)
-
-  def oracle(z_t, t, cond):
-    abar = s.alphas_cumprod[t].reshape(-1, 1, 1)
-    return (z_t - jnp.sqrt(abar) * target) / jnp.sqrt(1 - abar)
+  oracle = exact_predictor(s, target)
 
   for run in (lambda: samplers.ddim_sample(oracle, lambda z: z * 2, s, None, (1, 8, 1),
                                            jax.random.PRNGKey(0), 20),

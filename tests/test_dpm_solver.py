@@ -8,6 +8,7 @@ import pytest
 from diffusets_jax.diffusion import samplers
 from diffusets_jax.diffusion.schedule import linear_schedule
 from diffusets_jax.generate import Generator
+from tests.test_diffusion import exact_predictor
 
 
 def reference_dpmpp_2m(eps_fn, abar: np.ndarray, z: np.ndarray, timesteps, clip: float):
@@ -49,10 +50,7 @@ def test_matches_the_float64_algorithm():
 def test_an_exact_predictor_ends_at_its_latent():
   s = linear_schedule()
   target = jnp.linspace(-0.5, 0.5, 8).reshape(1, 8, 1)
-
-  def oracle(z_t, t, cond):
-    abar = s.alphas_cumprod[t].reshape(-1, 1, 1)
-    return (z_t - jnp.sqrt(abar) * target) / jnp.sqrt(1 - abar)
+  oracle = exact_predictor(s, target)
 
   for steps in (5, 20):
     decoded, z0 = jax.jit(lambda: samplers.dpmpp_2m_sample(
