@@ -45,6 +45,13 @@ _DATASET = flags.DEFINE_string('dataset', None, 'Evaluate on one dataset of a mo
 _PRECISION = flags.DEFINE_enum('precision', None, ['float32', 'bfloat16'],
                                'Compute precision of the sampling (default: the model config\'s).')
 _SWEEP = flags.DEFINE_bool('sweep', True, 'Also run the heart-rate sweep (config evaluation.*).')
+_SWEEP_REPORTS = flags.DEFINE_enum(
+    'sweep_reports', None, ['consistent', 'single'],
+    'consistent: each requested rate with the rhythm it is (Sinus bradycardia below 60 bpm, '
+    'Sinus rhythm 60-100, Sinus tachycardia above 100); single: the paper\'s sweep, every rate '
+    'with evaluation.sweep_report. Default: the config\'s evaluation.sweep_reports.')
+_SWEEP_RATES = flags.DEFINE_list('sweep_rates', None, 'Requested heart rates of the sweep in bpm, '
+                                 'e.g. 40,50,60 (default: the config\'s evaluation.sweep_rates).')
 _TWO_SAMPLE = flags.DEFINE_bool('two_sample', True, 'Also run the classifier two-sample tests '
                                 '(C2ST; config evaluation.two_sample_*).')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/evaluation/SPLIT, or '
@@ -57,7 +64,8 @@ def main(argv):
   out = evaluator.evaluate(_WORKDIR.value, _SPLIT.value, _NUM.value, _CLIP_WORKDIR.value,
                            _SAMPLER.value, _STEPS.value, _SEED.value, _OUT.value, _SWEEP.value,
                            _GUIDANCE.value, _DATASET.value, _PRECISION.value,
-                           _GUIDANCE_MIN_STEP.value, _DDIM_ETA.value, _TWO_SAMPLE.value)
+                           _GUIDANCE_MIN_STEP.value, _DDIM_ETA.value, _TWO_SAMPLE.value,
+                           _SWEEP_REPORTS.value, _SWEEP_RATES.value)
   print(evaluator.summary_table(out / 'metrics.json'))
   for label, name in (('metrics', 'metrics.json'), ('report', 'report.md'),
                       ('generated ECGs', 'generated.npz')):

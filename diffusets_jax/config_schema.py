@@ -23,6 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.manual_dir = ''             # raw folder(s), '+'-joined like name; '': bundled data/
   config.data.ptbxl_records = 'auto'      # records500 | records100 | auto (500 Hz if present)
   config.data.ptbxl_reports = 'scp'       # scp: English SCP descriptions | report: free text
+  # Only PTB-XL records with ecg_id up to this (0: all): 1999 reads the same 1,987 records from a
+  # full PhysioNet download as from a subset of those ids (configs/pretrained.py).
+  config.data.ptbxl_max_ecg_id = 0
   config.data.num_workers = 0             # record-reading processes when building; 0: all CPUs
   config.data.patients_csv = ''           # mimic_iv_ecg: MIMIC-IV hosp/patients.csv (age, sex)
 
@@ -61,6 +64,14 @@ def get_config() -> ml_collections.ConfigDict:
   # at std ~0.3, so most diffusion timesteps see almost pure noise; 1 / (latent std) gives
   # unit-variance latents (docs/pretrained.md). Not a weight: any value loads the same VAE.
   config.vae.latent_scale = 0.18215
+  # The decoder writes I, II and V1-V6; III, aVR, aVL, aVF are computed from I and II, so every
+  # ECG obeys the limb-lead relations exactly (models/limb_leads.py). False: the reference's
+  # 12-channel output; True cannot be exported to the reference's layout.
+  config.vae.derived_limb_leads = False
+  # Weight of a multi-resolution spectral loss beside the squared error (training/losses.py):
+  # log-magnitude STFT distance at several window lengths, which penalises blurred QRS edges
+  # that the squared error lets pass. 0 (the reference) adds none.
+  config.vae.spectral_weight = 0.0
 
   config.unet = ml_collections.ConfigDict()
   config.unet.num_levels = 7
@@ -137,6 +148,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.evaluation = ml_collections.ConfigDict()
   config.evaluation.batch_size = 64       # ECGs per sampler call (one compile)
   config.evaluation.neighbours = 3        # k of the precision/recall manifolds
+  # single: the paper's sweep, every rate asked with sweep_report | consistent: each rate with
+  # the rhythm it is (Sinus bradycardia < 60 <= Sinus rhythm <= 100 < Sinus tachycardia).
+  config.evaluation.sweep_reports = 'single'
   config.evaluation.sweep_report = 'Sinus rhythm'  # the paper's heart-rate sweep conditions
   config.evaluation.sweep_age = 50.0
   config.evaluation.sweep_sex = 'F'

@@ -64,6 +64,23 @@ def test_ptbxl_builds_the_expected_records(ptbxl_build, caplog):
     assert reason in log, reason
 
 
+def test_ptbxl_max_ecg_id_reads_only_the_records_up_to_it(ptbxl_build):
+  """data.ptbxl_max_ecg_id: a full download read as the subset of ids up to it."""
+  expected, root = ptbxl_build
+  config = data_config('ptbxl', root / 'ptb-xl-1.0.3', root / 'tfds')
+  every = {split: read_split(build(config), split) for split in ('train', 'val', 'test')}
+  ids = sorted(int(i) for split in every.values() for i in split)
+  limit = ids[len(ids) // 2]
+  config.ptbxl_max_ecg_id = limit
+  for split, examples in every.items():
+    source = input_pipeline.open_split(config, split)
+    read = [ex['record_id'].decode() for ex in source.__getitems__(list(range(len(source))))]
+    assert read == [i for i in examples if int(i) <= limit], split
+    if read:
+      np.testing.assert_array_equal(source.__getitems__([0])[0]['ecg'], examples[read[0]]['ecg'])
+  assert 0 < sum(int(i) <= limit for i in ids) < len(ids)
+
+
 def test_ptbxl_parallel_build_equals_the_serial_one(ptbxl_build, tmp_path):
   expected, root = ptbxl_build
   serial = build(data_config('ptbxl', root / 'ptb-xl-1.0.3', root / 'tfds'))

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
 import scipy.linalg
@@ -158,10 +159,27 @@ def without_timings(path):
   return summary
 
 
+def test_sweep_reports_ask_each_rate_as_the_rhythm_it_is():
+  consistent = ml_collections.ConfigDict(dict(sweep_reports='consistent', sweep_report='x'))
+  asked = {rate: evaluator.sweep_report(rate, consistent) for rate in (40, 59, 60, 100, 101, 160)}
+  assert asked == {40: 'Sinus bradycardia', 59: 'Sinus bradycardia', 60: 'Sinus rhythm',
+                   100: 'Sinus rhythm', 101: 'Sinus tachycardia', 160: 'Sinus tachycardia'}
+  single = ml_collections.ConfigDict(dict(sweep_reports='single', sweep_report='Sinus rhythm'))
+  assert {evaluator.sweep_report(rate, single) for rate in (40, 160)} == {'Sinus rhythm'}
+  with pytest.raises(ValueError, match='sweep_reports'):
+    evaluator.sweep_report(60, ml_collections.ConfigDict(dict(sweep_reports='paper')))
+
+
 def test_evaluate_writes_metrics_and_report_and_is_deterministic(trained_workdir, tmp_path):
-  first = evaluate(trained_workdir, tmp_path / 'first', seed=0)
+  sweep = dict(sweep_reports='consistent', sweep_rates=(50, 130))
+  first = evaluate(trained_workdir, tmp_path / 'first', seed=0, **sweep)
   summary = without_timings(first / 'metrics.json')
   assert summary['num'] == 12 and summary['sampler'] == 'ddim' and summary['steps'] == 3
+  assert summary['unet_evaluations_per_ecg'] == 3
+  rows = summary['heart_rate_sweep']['rows']
+  assert [(row['requested'], row['report']) for row in rows] == [
+      (50.0, 'Sinus bradycardia'), (130.0, 'Sinus tachycardia')]
+  assert all(row['pauses'] is None or 0 <= row['pauses'] <= 1 for row in rows)  # None: no rate
   for section, key, *_ in evaluator.report.ROWS:
     assert set(summary[section][key]) == {'generated', 'real'}
   diagnostic = summary['diagnostic']
@@ -194,7 +212,8 @@ def test_evaluate_writes_metrics_and_report_and_is_deterministic(trained_workdir
   for figure in ('real_vs_generated.png', 'heart_rate_sweep.png', 'feature_space.png',
                  'vae_reconstruction.png'):
     assert figure in report and (first / figure).stat().st_size > 10_000
-  again = evaluate(trained_workdir, tmp_path / 'again', seed=0)
+  assert 'Sinus tachycardia' in report and 'U-Net evaluations per ECG' in report
+  again = evaluate(trained_workdir, tmp_path / 'again', seed=0, **sweep)
   assert without_timings(again / 'metrics.json') == summary
   other = without_timings(evaluate(trained_workdir, tmp_path / 'other', seed=1, sweep=False)
                           / 'metrics.json')

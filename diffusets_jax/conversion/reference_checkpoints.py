@@ -22,6 +22,7 @@ import numpy as np
 import jax
 
 from diffusets_jax.conditioning import patient
+from diffusets_jax.models.limb_leads import expand_limb_leads
 from diffusets_jax.models.unet import time_table
 from diffusets_jax.models.vae import LATENT_SCALE
 
@@ -232,13 +233,19 @@ def reference_equivalent_unet(params, normalize_patient: bool) -> dict:
   return _unflat(flat)
 
 
-def reference_equivalent_vae(params, latent_scale: float) -> dict:
+def reference_equivalent_vae(params, latent_scale: float,
+                             derived_limb_leads: bool = False) -> dict:
   """Our VAE params at `latent_scale` -> params of a reference VAE (scale 0.18215) whose
   latents are ours, for export. With k = latent_scale / 0.18215, the encoder's last conv
   outputs mean * k and logvar + 2 ln k (the posterior of z / 0.18215 * latent_scale), and the
   decoder's first 1x1 conv reads its input times 1 / k. Exact up to float32 rounding while
-  logvar stays inside its clip bounds (-30, 20)."""
+  logvar stays inside its clip bounds (-30, 20). A decoder with derived limb leads writes 8
+  leads; the derivation is linear, so it folds into a 12-channel last conv."""
   flat = {name: np.asarray(leaf, np.float32) for name, leaf in _flat(params).items()}
+  if derived_limb_leads:
+    for leaf in ('kernel', 'bias'):
+      name = f'decoder/conv_out_25/{leaf}'
+      flat[name] = expand_limb_leads(flat[name].astype(np.float64), np).astype(np.float32)
   k = np.float64(latent_scale) / LATENT_SCALE
   if k == 1.0:
     return _unflat(flat)

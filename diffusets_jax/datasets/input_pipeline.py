@@ -114,10 +114,31 @@ class Concatenated:
     return out
 
 
+class Selected:
+  """The examples of a data source at the given indices, in that order."""
+
+  def __init__(self, source, indices):
+    self.source, self.indices = source, np.asarray(indices, np.int64)
+
+  def __len__(self):
+    return len(self.indices)
+
+  def __getitems__(self, index):
+    return self.source.__getitems__([int(i) for i in self.indices[np.asarray(index, np.int64)]])
+
+
+def up_to_ecg_id(source, max_ecg_id: int):
+  """PTB-XL examples with ecg_id <= max_ecg_id: the same records from a full PhysioNet download
+  as from a subset holding only those ids (data.ptbxl_max_ecg_id)."""
+  ids = np.array([int(i) for i in read_split_metadata(source)['record_id']], np.int64)
+  return Selected(source, np.flatnonzero(ids <= max_ecg_id))
+
+
 def open_split(data_config, split: str, only: str | None = None):
   """Random-access ArrayRecord source of one split (no TensorFlow at read time); builds once.
   Several datasets are concatenated in data.name order; `only` keeps one of them. PTB-XL's
-  `reports` are its English SCP descriptions when data.ptbxl_reports is 'scp'."""
+  `reports` are its English SCP descriptions when data.ptbxl_reports is 'scp', and only its
+  records up to data.ptbxl_max_ecg_id are read when that is set."""
   builders = build(data_config)
   if only is not None:
     if only not in builders:
@@ -128,6 +149,8 @@ def open_split(data_config, split: str, only: str | None = None):
     source = builder.as_data_source(split)
     if name == 'ptbxl' and data_config.ptbxl_reports == 'scp':
       source = FieldRenamed(source, 'reports', 'scp_reports')
+    if name == 'ptbxl' and data_config.ptbxl_max_ecg_id > 0:
+      source = up_to_ecg_id(source, data_config.ptbxl_max_ecg_id)
     sources.append(source)
   return sources[0] if len(sources) == 1 else Concatenated(sources)
 

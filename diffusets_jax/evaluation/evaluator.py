@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 
 from diffusets_jax.conditioning import text_encoders
@@ -155,28 +156,52 @@ def check_text_match(generator: Generator, features: ClipFeatures) -> None:
       'stage with the generator\'s text settings.')
 
 
+SWEEP_REPORTS = ('consistent', 'single')
+
+
+def sweep_report(rate: float, evaluation) -> str:
+  """The report asked at `rate`: evaluation.sweep_report for the paper's single-prompt sweep;
+  for the consistent one, the rhythm that rate is: 'Sinus bradycardia' below 60 bpm, 'Sinus
+  rhythm' from 60 to 100, 'Sinus tachycardia' above 100."""
+  if evaluation.sweep_reports == 'single':
+    return evaluation.sweep_report
+  if evaluation.sweep_reports != 'consistent':
+    raise ValueError(f'evaluation.sweep_reports must be one of {SWEEP_REPORTS}, got '
+                     f'{evaluation.sweep_reports!r}')
+  return ('Sinus bradycardia' if rate < 60 else 'Sinus rhythm' if rate <= 100
+          else 'Sinus tachycardia')
+
+
 def heart_rate_sweep(generator: Generator, evaluation, settings, seed) -> dict:
-  """The paper's sweep: one report, age and sex, requested heart rate over `sweep_rates`;
-  mean and sd of the measured rate per requested rate."""
+  """The heart-rate sweep: one age and sex, requested heart rate over `sweep_rates`, each with
+  the report `sweep_report` gives it; per requested rate, the mean and sd of the measured rate
+  and the share of ECGs with a pause."""
   rates = np.repeat(np.asarray(evaluation.sweep_rates, np.float64), evaluation.sweep_samples)
-  cond = generator.conditions([[evaluation.sweep_report]] * len(rates),
+  reports = [sweep_report(rate, evaluation) for rate in rates]
+  cond = generator.conditions([[report] for report in reports],
                               [evaluation.sweep_age] * len(rates),
                               [evaluation.sweep_sex] * len(rates), rates)
   ecg = generator.generate_from_conditions(cond, seed=seed + 1,
                                            batch_size=evaluation.batch_size,
                                            progress='heart-rate sweep', **settings.as_kwargs())
   measured = hr_detector.heart_rate(ecg)
+  longest_rr = hr_detector.longest_rr_ratio(ecg)
   rows = []
   for rate in evaluation.sweep_rates:
     values = measured[rates == rate]
     ok = values[np.isfinite(values)]
-    rows.append(dict(requested=float(rate), mean=float(ok.mean()) if len(ok) else float('nan'),
+    rows.append(dict(requested=float(rate), report=sweep_report(rate, evaluation),
+                     mean=float(ok.mean()) if len(ok) else float('nan'),
                      sd=float(ok.std(ddof=1)) if len(ok) > 1 else float('nan'),
-                     measured=int(len(ok)), samples=int(len(values))))
+                     measured=int(len(ok)), samples=int(len(values)),
+                     pauses=hr_detector.pause_share(longest_rr[rates == rate])))
   mae, unmeasured = heart_rate_error(measured, rates)
-  return dict(report=evaluation.sweep_report, age=float(evaluation.sweep_age),
+  report = (evaluation.sweep_report if evaluation.sweep_reports == 'single'
+            else 'Sinus bradycardia < 60 <= Sinus rhythm <= 100 < Sinus tachycardia')
+  return dict(reports=evaluation.sweep_reports, report=report, age=float(evaluation.sweep_age),
               sex=evaluation.sweep_sex, rows=rows, mae_bpm=mae, unmeasured=unmeasured,
-              ecg=ecg, requested=rates, measured_hr=measured)
+              pauses=hr_detector.pause_share(longest_rr), ecg=ecg, requested=rates,
+              measured_hr=measured)
 
 
 def vae_reconstruction(codec, real_ecg, batch_size: int = 64) -> tuple[dict, np.ndarray]:
@@ -234,13 +259,15 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
              sweep: bool = True, guidance_scale: float | None = None,
              dataset: str | None = None, precision: str | None = None,
              guidance_min_step: int | None = None, ddim_eta: float | None = None,
-             two_sample_tests_run: bool = True) -> Path:
+             two_sample_tests_run: bool = True, sweep_reports: str | None = None,
+             sweep_rates=None) -> Path:
   """Runs the protocol for a trained workdir (None: the shipped pretrained model, which then
   needs clip_workdir and out); returns the output folder (written whole or not at all: a failed
   run leaves no partial folder). `dataset`: one dataset of a model trained on several (default:
   the split of all of them). guidance_min_step: guide only steps t >= it (None: the model's
   sampling.guidance_min_step). ddim_eta: the ddim sampler's noise per step (None: the model's
-  sampling.ddim_eta)."""
+  sampling.ddim_eta). sweep_reports, sweep_rates: the sweep's (None: the model's
+  evaluation.sweep_reports and sweep_rates)."""
   if workdir is None and (clip_workdir is None or out is None):
     raise ValueError('evaluating the pretrained model needs --clip_workdir (a workdir with a '
                      'trained clip stage) and --out')
@@ -254,7 +281,13 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   features = ClipFeatures.from_workdir(clip_workdir)
   check_text_match(generator, features)
   config = generator.config
-  evaluation = config.evaluation
+  evaluation = ml_collections.ConfigDict(config.evaluation.to_dict())
+  if sweep_reports is not None:
+    if sweep_reports not in SWEEP_REPORTS:
+      raise ValueError(f'sweep_reports must be one of {SWEEP_REPORTS}, got {sweep_reports!r}')
+    evaluation.sweep_reports = sweep_reports
+  if sweep_rates is not None:
+    evaluation.sweep_rates = tuple(float(rate) for rate in sweep_rates)
   settings = generator.settings(sampler, steps, ddim_eta, guidance_scale, guidance_min_step)
   data = input_pipeline.read_all(input_pipeline.open_split(config.data, split, dataset))
   index = select_records(len(data['ecg']), num, seed, split)
@@ -273,6 +306,7 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
                                                  progress=f'generate {split}',
                                                  **settings.as_kwargs())
   timings['generate_s'] = time.time() - start
+  timings['generate_per_ecg_s'] = timings['generate_s'] / len(index)
 
   start = time.time()
   # The CLIP model embeds prompts with its own template (the encoder is the generator's).
@@ -301,6 +335,9 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
       workdir=str(workdir or 'pretrained'), clip_workdir=str(clip_workdir), split=split,
       dataset=dataset or config.data.name, num=len(index), seed=seed, sampler=settings.sampler,
       steps=settings.unet_steps(config.diffusion.num_timesteps),
+      # One U-Net evaluation per step (a guided step's conditional and unconditional halves run
+      # as one batched call); its wall time per ECG is seconds.generate_per_ecg_s.
+      unet_evaluations_per_ecg=settings.unet_steps(config.diffusion.num_timesteps),
       guidance_scale=settings.guidance_scale, guidance_min_step=settings.guidance_min_step,
       ddim_eta=settings.ddim_eta if settings.sampler == 'ddim' else None,
       precision=precision or config.precision, devices=len(generator.devices),

@@ -88,7 +88,10 @@ def plot_sweep(sweep: dict, path) -> Path:
   ax.scatter(sweep['requested'], sweep['measured_hr'], s=6, color='tab:blue', alpha=0.3)
   ax.set_xlabel('requested heart rate (bpm)')
   ax.set_ylabel('measured heart rate (bpm)')
-  ax.set_title(f'"{sweep["report"]}", age {sweep["age"]:g}, sex {sweep["sex"]}', fontsize=9)
+  if sweep.get('reports') == 'consistent':
+    for low, high in ((requested.min() - 5, 59.5), (100.5, requested.max() + 5)):
+      ax.axvspan(low, high, color='tab:orange', alpha=0.08)
+  ax.set_title(f'"{sweep["report"]}", age {sweep["age"]:g}, sex {sweep["sex"]}', fontsize=8)
   ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -125,7 +128,13 @@ def markdown(summary: dict, figures: dict) -> str:
            f'{summary.get("dataset", "?")}; sampler {summary["sampler"]} ({summary["steps"]} '
            f'steps{eta}), guidance scale {summary.get("guidance_scale", 1.0):g}, seed '
            f'{summary["seed"]}; text: {summary["text"]}; CLIP model: {summary["clip_workdir"]}.',
-           '',
+           '']
+  if 'unet_evaluations_per_ecg' in summary:
+    lines += [f'Cost: {summary["unet_evaluations_per_ecg"]} U-Net evaluations per ECG (a guided '
+              f'step\'s pair counted once), {summary["seconds"]["generate_per_ecg_s"]:.2f} s of '
+              f'generation per ECG on {summary.get("devices", 1)} device(s), compilation '
+              f'included.', '']
+  lines += [
            '"real" is the same metric with real ECGs in place of the generated ones; set-to-set '
            'metrics compare two random halves A and B of the real records (generated A: the ECGs '
            'generated for the conditions of half A).', '',
@@ -168,14 +177,18 @@ def markdown(summary: dict, figures: dict) -> str:
                  f'{fmt(value["relative"]["real"])} |')
   sweep = summary.get('heart_rate_sweep')
   if sweep:
+    pauses = (f'; ECGs with a pause {100 * sweep["pauses"]:.0f} %' if 'pauses' in sweep else '')
     lines += ['', '## Heart-rate sweep', '',
-              f'Report "{sweep["report"]}", age {sweep["age"]:g}, sex {sweep["sex"]}; MAE '
-              f'{fmt(sweep["mae_bpm"])} bpm; {sweep["unmeasured"]} ECG(s) with no measurable '
-              f'rate.', '', '| requested (bpm) | measured mean | sd | measured / samples |',
-              '|---|---|---|---|']
+              f'Reports {sweep.get("reports", "single")}: "{sweep["report"]}", age '
+              f'{sweep["age"]:g}, sex {sweep["sex"]}; MAE {fmt(sweep["mae_bpm"])} bpm; '
+              f'{sweep["unmeasured"]} ECG(s) with no measurable rate{pauses}.', '',
+              '| requested (bpm) | report | measured mean | sd | measured / samples | pauses |',
+              '|---|---|---|---|---|---|']
     for row in sweep['rows']:
-      lines.append(f'| {row["requested"]:g} | {fmt(row["mean"])} | {fmt(row["sd"])} | '
-                   f'{row["measured"]} / {row["samples"]} |')
+      row_pauses = f'{100 * row["pauses"]:.0f} %' if 'pauses' in row else ''
+      lines.append(f'| {row["requested"]:g} | {row.get("report", sweep["report"])} | '
+                   f'{fmt(row["mean"])} | {fmt(row["sd"])} | '
+                   f'{row["measured"]} / {row["samples"]} | {row_pauses} |')
   lines += ['', '## Figures', '']
   for title, name in figures.items():
     lines += [f'### {title}', '', f'![{title}]({name})', '']

@@ -20,6 +20,7 @@ def compute_settings(config, precision: str | None = None) -> dict:
 def make_vae(config, precision: str | None = None) -> VAE:
   return VAE(channels=tuple(config.vae.channels), groups=config.vae.groups,
              latent_channels=config.vae.latent_channels, latent_scale=config.vae.latent_scale,
+             derived_limb_leads=config.vae.derived_limb_leads,
              **compute_settings(config, precision))
 
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from diffusets_jax.models.layers import conv, group_norm, same_conv
+from diffusets_jax.models.limb_leads import INDEPENDENT_LEADS, expand_limb_leads
 
 LATENT_SCALE = 0.18215  # the reference's (Stable Diffusion's) latent scale
 
@@ -103,13 +104,18 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-  """Scaled latent (batch, 128, latent_channels) -> ECG (batch, 1024, 12) in mV (float32)."""
+  """Scaled latent (batch, 128, latent_channels) -> ECG (batch, 1024, 12) in mV (float32).
+
+  derived_limb_leads: the last conv writes only I, II and V1-V6, and III, aVR, aVL, aVF are
+  computed from I and II (limb_leads.py), so every output obeys the limb-lead relations. Not the
+  reference's layout (its last conv has 12 output channels)."""
   channels: Sequence[int] = (128, 256, 512)
   groups: int = 32
   leads: int = 12
   dtype: Any = jnp.float32
   conv_form: str = 'matmul'
   latent_scale: float = LATENT_SCALE
+  derived_limb_leads: bool = False
 
   @nn.compact
   def __call__(self, z):
@@ -130,6 +136,11 @@ class Decoder(nn.Module):
       for idx in range(conv_idx + 1, conv_idx + 4):
         h = ResidualBlock(features, g, **block, name=f'res_{idx}')(h)
     h = nn.silu(group_norm(g, name='norm_23', dtype=self.dtype)(h))
+    if self.derived_limb_leads:
+      if self.leads != 12:
+        raise ValueError(f'derived limb leads need the 12 standard leads, not {self.leads}')
+      independent = same_conv(len(INDEPENDENT_LEADS), 3, name='conv_out_25', **layer)(h)
+      return expand_limb_leads(independent.astype(jnp.float32))
     return same_conv(self.leads, 3, name='conv_out_25', **layer)(h).astype(jnp.float32)
 
 
@@ -146,12 +157,13 @@ class VAE(nn.Module):
   dtype: Any = jnp.float32
   conv_form: str = 'matmul'
   latent_scale: float = LATENT_SCALE  # not a weight: weight layouts are the same at any scale
+  derived_limb_leads: bool = False     # Decoder's: 8 leads out, III, aVR, aVL, aVF from I, II
 
   def setup(self):
     self.encoder = Encoder(self.channels, self.groups, self.latent_channels, self.dtype,
                            self.conv_form, self.latent_scale)
     self.decoder = Decoder(self.channels, self.groups, self.leads, self.dtype, self.conv_form,
-                           self.latent_scale)
+                           self.latent_scale, self.derived_limb_leads)
 
   def __call__(self, x, noise):
     z, mean, logvar = self.encoder(x, noise)

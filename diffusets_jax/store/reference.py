@@ -126,7 +126,8 @@ def export_reference(model: TrainedModel, out, file_format: str = 'pth') -> list
   unet_params = ref.reference_equivalent_unet(jax.device_get(model.unet_params),
                                               config.unet.normalize_patient)
   vae_params = ref.reference_equivalent_vae(jax.device_get(model.vae_params),
-                                            config.vae.latent_scale)
+                                            config.vae.latent_scale,
+                                            config.vae.derived_limb_leads)
   files = {'vae_model': ref.vae_to_reference(vae_params),
            'unet_all': ref.unet_to_reference(unet_params, model.time_tables)}
   torch = import_torch('writing .pth files') if file_format == 'pth' else None

@@ -30,10 +30,11 @@ def _apply(state, grads, metrics):
   return state.apply_gradients(grads=grads), metrics
 
 
-def vae_train_step(vae, latent_noise, state, batch, step_key, kl_weight):
+def vae_train_step(vae, latent_noise, spectral_weight, state, batch, step_key, kl_weight):
   keys = losses.example_keys(step_key, batch['example_index'])
   grad_fn = jax.grad(
-      lambda p: losses.vae_loss(vae, p, batch['ecg'], keys, kl_weight, latent_noise),
+      lambda p: losses.vae_loss(vae, p, batch['ecg'], keys, kl_weight, latent_noise,
+                                spectral_weight),
       has_aux=True)
   grads, metrics = grad_fn(state.params)
   return _apply(state, grads, metrics)
@@ -98,8 +99,9 @@ def parallel(step_fn, num_broadcast_args: int):
                   donate_argnums=(0,))
 
 
-def make_vae_step(vae, latent_noise: float = 0.0):
-  return parallel(functools.partial(vae_train_step, vae, latent_noise), num_broadcast_args=2)
+def make_vae_step(vae, latent_noise: float = 0.0, spectral_weight: float = 0.0):
+  return parallel(functools.partial(vae_train_step, vae, latent_noise, spectral_weight),
+                  num_broadcast_args=2)
 
 
 def make_clip_step(clip):

@@ -37,5 +37,6 @@ def train_vae(config, workdir, max_steps: int | None = None):
                                                            config.vae.kl_anneal_epochs))
 
   return run_loop('vae', config, workdir, state,
-                  steps.make_vae_step(vae, config.vae.latent_noise), batch_fn,
+                  steps.make_vae_step(vae, config.vae.latent_noise, config.vae.spectral_weight),
+                  batch_fn,
                   min(total, max_steps or total), lr_fn, step_args)

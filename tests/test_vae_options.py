@@ -1,0 +1,134 @@
+"""The VAE options beside the reference: derived limb leads (vae.derived_limb_leads) and the
+multi-resolution spectral loss (vae.spectral_weight)."""
+import numpy as np
+import jax
+import jax.numpy as jnp
+import pytest
+import scipy.signal
+
+from configs import diffusets
+from diffusets_jax import config_validation
+from diffusets_jax.conversion import reference_checkpoints as ref
+from diffusets_jax.evaluation import metrics
+from diffusets_jax.models import vae as vae_lib
+from diffusets_jax.models.limb_leads import expand_limb_leads
+from diffusets_jax.training import losses
+
+
+def small_vae(**options):
+  return vae_lib.VAE(channels=(8, 16, 32), groups=4, **options)
+
+
+def random_inputs(batch=3, seed=0):
+  ecg = jax.random.normal(jax.random.PRNGKey(seed), (batch, 1024, 12)) * 0.2
+  noise = jax.random.normal(jax.random.PRNGKey(seed + 1), (batch, 128, 4))
+  return ecg, noise
+
+
+def test_expanded_leads_obey_every_limb_relation():
+  independent = np.random.default_rng(0).normal(size=(5, 64, 8)).astype(np.float32)
+  ecg = np.asarray(expand_limb_leads(jnp.asarray(independent)))
+  names = ('I', 'II', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6')
+  for column, name in enumerate(names):
+    np.testing.assert_array_equal(ecg[..., metrics._LEAD[name]], independent[..., column])
+  for relation, result in metrics.lead_residuals(ecg).items():
+    assert float(np.max(result['relative'])) < 1e-7, relation
+
+
+def test_expanding_needs_eight_leads():
+  with pytest.raises(ValueError, match='8 independent leads'):
+    expand_limb_leads(jnp.zeros((2, 16, 12)))
+
+
+def test_decoder_with_derived_limb_leads_is_consistent_and_smaller():
+  ecg, noise = random_inputs()
+  model = small_vae(derived_limb_leads=True)
+  params = model.init(jax.random.PRNGKey(2), ecg, noise)['params']
+  assert params['decoder']['conv_out_25']['kernel'].shape[-1] == 8
+  recon, _, _ = model.apply({'params': params}, ecg, noise)
+  assert recon.shape == (3, 1024, 12)
+  for relation, result in metrics.lead_residuals(np.asarray(recon)).items():
+    assert float(np.max(result['relative'])) < 1e-6, relation
+  # A plain decoder's output does not obey them (so the check above can fail).
+  plain = small_vae()
+  plain_recon, _, _ = plain.apply({'params': plain.init(jax.random.PRNGKey(2), ecg, noise)[
+      'params']}, ecg, noise)
+  assert float(np.median(metrics.lead_residuals(np.asarray(plain_recon))['III = II - I'][
+      'relative'])) > 1e-3
+
+
+def test_derived_limb_leads_fold_into_a_reference_decoder():
+  """Export: the 8-lead last conv becomes the reference's 12-channel one, and a plain decoder
+  with those weights gives the same ECGs."""
+  ecg, noise = random_inputs()
+  model = small_vae(derived_limb_leads=True)
+  params = model.init(jax.random.PRNGKey(2), ecg, noise)['params']
+  folded = ref.reference_equivalent_vae(params, vae_lib.LATENT_SCALE, derived_limb_leads=True)
+  assert folded['decoder']['conv_out_25']['kernel'].shape[-1] == 12
+  ours, _, _ = model.apply({'params': params}, ecg, noise)
+  plain, _, _ = small_vae().apply({'params': folded}, ecg, noise)
+  np.testing.assert_allclose(np.asarray(plain), np.asarray(ours), atol=1e-5)
+
+
+def numpy_spectral_distance(recon, ecg, windows):
+  """A float64 rewrite of losses.spectral_distance with scipy's STFT framing."""
+  total = np.zeros(len(ecg))
+  for window in windows:
+    hann = scipy.signal.get_window('hann', window, fftbins=True)
+    magnitude = lambda x: np.abs(scipy.signal.stft(
+        x, window=hann, nperseg=window, noverlap=window - window // 4, boundary=None,
+        padded=False, scaling='spectrum', axis=1)[2]) * hann.sum()
+    target, estimate = magnitude(np.asarray(ecg, np.float64)), magnitude(
+        np.asarray(recon, np.float64))
+    floor = losses.SPECTRAL_FLOOR_MV
+    axes = tuple(range(1, target.ndim))
+    total += np.mean(np.abs(np.log(target + floor) - np.log(estimate + floor)), axis=axes)
+    total += (np.sqrt(np.sum((target - estimate) ** 2, axis=axes))
+              / np.sqrt(np.sum(target ** 2, axis=axes)))
+  return total
+
+
+def test_spectral_distance_matches_a_float64_stft():
+  rng = np.random.default_rng(1)
+  ecg = rng.normal(size=(2, 1024, 12)) * 0.3
+  recon = ecg + rng.normal(size=ecg.shape) * 0.05
+  ours = np.asarray(losses.spectral_distance(jnp.asarray(recon, jnp.float32),
+                                             jnp.asarray(ecg, jnp.float32)))
+  np.testing.assert_allclose(ours, numpy_spectral_distance(recon, ecg, losses.SPECTRAL_WINDOWS),
+                             rtol=2e-4)
+
+
+def test_spectral_distance_is_zero_for_equal_signals_and_ignores_phase():
+  t = np.arange(1024) / 102.4
+  ecg = np.sin(2 * np.pi * 5 * t)[None, :, None].repeat(12, axis=2).astype(np.float32)
+  assert float(losses.spectral_distance(ecg, ecg)[0]) == 0.0
+  # Moved by 32 samples (a multiple of every hop) the frames are the same, bar those at the edges.
+  shifted = np.roll(ecg, 32, axis=1)
+  blurred = scipy.signal.savgol_filter(ecg, 31, 2, axis=1).astype(np.float32) * 0.5
+  assert float(losses.spectral_distance(shifted, ecg)[0]) < 0.1 * float(
+      losses.spectral_distance(blurred, ecg)[0])
+
+
+def test_spectral_weight_adds_its_term_to_the_loss():
+  ecg, noise = random_inputs()
+  model = small_vae()
+  params = model.init(jax.random.PRNGKey(2), ecg, noise)['params']
+  keys = jax.random.split(jax.random.PRNGKey(3), 3)
+  plain, _ = losses.vae_loss(model, params, ecg, keys, kl_weight=0.1)
+  weighted, logged = losses.vae_loss(model, params, ecg, keys, kl_weight=0.1, spectral_weight=50.0)
+  np.testing.assert_allclose(float(weighted), float(plain) + 50.0 * float(logged['spectral']),
+                             rtol=1e-5)
+  assert float(logged['spectral']) > 0
+
+
+@pytest.mark.parametrize('value', [-1.0, float('nan')])
+def test_spectral_weight_is_validated(config, value):
+  config.vae.spectral_weight = value
+  with pytest.raises(ValueError, match='vae.spectral_weight'):
+    config_validation.validate(config)
+
+
+def test_both_off_in_the_paper_config():
+  config = diffusets.get_config()
+  assert config.vae.derived_limb_leads is False
+  assert config.vae.spectral_weight == 0.0
