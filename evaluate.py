@@ -54,6 +54,10 @@ _SWEEP_RATES = flags.DEFINE_list('sweep_rates', None, 'Requested heart rates of 
                                  'e.g. 40,50,60 (default: the config\'s evaluation.sweep_rates).')
 _TWO_SAMPLE = flags.DEFINE_bool('two_sample', True, 'Also run the classifier two-sample tests '
                                 '(C2ST; config evaluation.two_sample_*).')
+_DATA_FROM = flags.DEFINE_string(
+    'data_from', None, 'A workdir whose config\'s data settings (datasets, folders, '
+    'data.ptbxl_max_ecg_id) choose the real records, e.g. to score the shipped model on the '
+    '1,987-record PTB-XL test fold. Default: the model\'s own.')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/evaluation/SPLIT, or '
                            'SPLIT_DATASET with --dataset).')
 
@@ -65,7 +69,7 @@ def main(argv):
                            _SAMPLER.value, _STEPS.value, _SEED.value, _OUT.value, _SWEEP.value,
                            _GUIDANCE.value, _DATASET.value, _PRECISION.value,
                            _GUIDANCE_MIN_STEP.value, _DDIM_ETA.value, _TWO_SAMPLE.value,
-                           _SWEEP_REPORTS.value, _SWEEP_RATES.value)
+                           _SWEEP_REPORTS.value, _SWEEP_RATES.value, _DATA_FROM.value)
   print(evaluator.summary_table(out / 'metrics.json'))
   for label, name in (('metrics', 'metrics.json'), ('report', 'report.md'),
                       ('generated ECGs', 'generated.npz')):

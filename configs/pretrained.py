@@ -28,7 +28,7 @@ def get_config():
   config.unet.num_levels = 6
   config.unet.normalize_patient = True
   # Without it the U-Net overfits its 678 training latents: held-out loss 60.3 at 8000 steps and
-  # rising, against 53.0 with it (docs/pretrained.md, "Overfitting").
+  # rising, against 53.0 with it (docs/experiments/dropout_and_fine_tuning.md).
   config.unet.dropout = 0.2
   config.diffusion.batch_size = 64
   config.diffusion.epochs = 800
@@ -37,12 +37,12 @@ def get_config():
   config.diffusion.ema_decay = 0.999
   # DDIM over all 1000 steps with three times the DDPM posterior's noise std per step: on val
   # fewer pauses and a closer rate than the reference's DDPM sampler (eta 1), which beat
-  # deterministic DDIM 50 and 200 (docs/pretrained.md, "Sampler").
+  # deterministic DDIM 50 and 200 (docs/experiments/guidance_and_sampler_on_val.md).
   config.sampling.sampler = 'ddim'
   config.sampling.ddim_steps = 1000
   config.sampling.ddim_eta = 3.0
   config.sampling.clip = 6.0             # x0 clip at this scale: the largest training latent is 5.5
-  config.sampling.guidance_scale = 3.0   # best on val of 1-5 and of 2-4 (docs/pretrained.md)
+  config.sampling.guidance_scale = 3.0   # best on val of 1-5 and of 2-4 (docs/experiments/guidance_and_sampler_on_val.md)
   config.clip.widths = (32, 64, 128, 128)
   config.clip.text_hidden = 512
   config.clip.batch_size = 64

@@ -1,5 +1,5 @@
 """The shipped model's second stage: the base model (configs/pretrained.py) trained 3000 steps
-more at a lower learning rate (docs/pretrained.md, "Dropout against overfitting").
+more at a lower learning rate (docs/experiments/dropout_and_fine_tuning.md).
 
   python train.py --config configs/pretrained.py --workdir runs/pretrained
   python -m diffusets_jax.pretrained --export_from runs/pretrained

@@ -105,7 +105,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.diffusion.ema_decay = 0.0       # EMA of the U-Net weights (e.g. 0.999); 0: off
   # Min-SNR-gamma loss weights, min(SNR_t, gamma) / SNR_t (training/losses.py): the low-noise
   # steps count less (0: off, as the reference; 5 is its authors' default). At 5 on the shipped
-  # recipe it lost beats in the last steps and was worse on val (docs/pretrained.md).
+  # recipe it lost beats in the last steps and was worse on val (docs/experiments/what_limits_it.md).
   config.diffusion.min_snr_gamma = 0.0
   # Heart-rate augmentation of the training latents (datasets/augmentation.py, a named
   # simplification): this many time-stretched copies of each training record, rate changed by a
@@ -121,13 +121,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.sampling.sampler = 'ddpm'       # ddpm | ddim | dpmpp (DPM-Solver++ 2M)
   config.sampling.ddim_steps = 50
   # Fresh noise per DDIM step: 0 is deterministic DDIM, 1 the DDPM posterior's variance on every
-  # step (DDIM over all 1000 steps at 1 is the reference's DDPM sampler; docs/pretrained.md).
+  # step (DDIM over all 1000 steps at 1 is the reference's DDPM sampler; docs/experiments/guidance_and_sampler_on_val.md).
   config.sampling.ddim_eta = 0.0
   config.sampling.clip = 1.0
   config.sampling.guidance_scale = 1.0   # 1: the conditional prediction alone (no guidance)
   # Guide only the steps t >= this (the noisier ones); the steps below take the conditional
   # prediction alone. 0: every step. 200 and 400 cost fewer beats but not a closer rate on the
-  # shipped model (docs/pretrained.md, "Guidance scale").
+  # shipped model (docs/experiments/guidance_and_sampler_on_val.md).
   config.sampling.guidance_min_step = 0
   config.sampling.use_ema = True         # sample with the EMA weights where there are some
 

@@ -42,6 +42,15 @@ def test_side_by_side_exports_a_trained_workdir(trained_workdir, tmp_path):
   assert report['float32_outputs_agree'] and report['agreement']
 
 
+def test_sampler_seconds_of_a_trained_workdir(trained_workdir, tmp_path):
+  out = tmp_path / 'sampler_seconds.json'
+  run('benchmarks/sampler_seconds.py', '--model', trained_workdir, '--samplers', 'ddim:3:0',
+      'dpmpp:3', '--num', 2, '--repeats', 1, '--out', out)
+  report = check_report(out, expected_rows=2)
+  assert [(row['sampler'], row['steps']) for row in report['results']] == [('ddim', 3),
+                                                                           ('dpmpp', 3)]
+
+
 def test_sampling_loop(tmp_path):
   out = tmp_path / 'sampling.json'
   run('benchmarks/sampling.py', '--size', 'micro', '--batch', 1, '--steps', 2, '--repeats', 1,

@@ -215,9 +215,12 @@ def test_evaluate_writes_metrics_and_report_and_is_deterministic(trained_workdir
   assert 'Sinus tachycardia' in report and 'U-Net evaluations per ECG' in report
   again = evaluate(trained_workdir, tmp_path / 'again', seed=0, **sweep)
   assert without_timings(again / 'metrics.json') == summary
-  other = without_timings(evaluate(trained_workdir, tmp_path / 'other', seed=1, sweep=False)
-                          / 'metrics.json')
+  other = without_timings(evaluate(trained_workdir, tmp_path / 'other', seed=1, sweep=False,
+                                   data_from=trained_workdir) / 'metrics.json')
   assert other['signal']['mae_mv'] != summary['signal']['mae_mv']
+  assert other['data_from'] == str(trained_workdir) and other['num'] == summary['num']
+  with pytest.raises(FileNotFoundError, match='config.json'):  # the records come from there
+    evaluate(trained_workdir, tmp_path / 'none', sweep=False, data_from=tmp_path)
 
 
 def test_evaluate_without_a_clip_model_names_the_stage(trained_workdir, tmp_path):

@@ -132,3 +132,34 @@ def test_both_off_in_the_paper_config():
   config = diffusets.get_config()
   assert config.vae.derived_limb_leads is False
   assert config.vae.spectral_weight == 0.0
+
+
+def test_a_vae_trained_with_both_options_is_checked_beside_another(config, trained_workdir,
+                                                                    tmp_path):
+  """`train.py --stage vae` with derived limb leads and the spectral loss, then
+  scripts/vae_check.py on it and on a plain VAE, on the same records."""
+  import json
+  import subprocess
+  import sys
+  from pathlib import Path
+  from diffusets_jax.training import stages
+  config.vae.derived_limb_leads = True
+  config.vae.spectral_weight = 10.0
+  workdir = tmp_path / 'vae'
+  stages.train_stages(config_validation.validate(config), workdir, 'vae')
+  out = tmp_path / 'check.json'
+  result = subprocess.run(
+      [sys.executable, 'scripts/vae_check.py', '--vae', str(workdir), str(trained_workdir),
+       '--split', 'val', '--out', str(out)], cwd=Path(__file__).resolve().parents[1],
+      capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(out.read_text())
+  derived, plain = report['results']
+  assert report['records'] == 20 and derived['derived_limb_leads'] and not plain[
+      'derived_limb_leads']
+  assert derived['spectral_weight'] == 10.0
+  assert derived['limb_residual_median']['reconstructed'] < 1e-5
+  assert plain['limb_residual_median']['reconstructed'] > 1e-3
+  for row in (derived, plain):
+    for leads in ('12_leads', 'lead_ii'):
+      assert 0 <= row['two_sample'][f'reconstructed_{leads}']['generated'] <= 1

@@ -18,6 +18,7 @@ from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ
 from diffusets_jax.evaluation import metrics, report, two_sample
 from diffusets_jax.evaluation.clip_features import ClipFeatures
 from diffusets_jax.generate import Generator
+from diffusets_jax.store import workdir as workdirs
 from diffusets_jax.store.files import staged_folder
 
 
@@ -237,7 +238,8 @@ def two_sample_tests(real_ecg, generated, reconstructed, evaluation, seed: int) 
   """C2ST accuracies (two_sample.py), each {'generated': x, 'real': floor}: the ECGs generated
   for real half A's conditions against real half B, and the VAE's reconstructions against
   their own originals (every record, each held out with its original), beside real A against
-  real B as the floor; on 12 leads and on lead II."""
+  real B as the floor; on 12 leads and on lead II. generated=None tests the reconstructions
+  alone."""
   a, b = halves(len(real_ecg), seed)
   settings = dict(steps=evaluation.two_sample_steps, folds=evaluation.two_sample_folds,
                   max_per_class=evaluation.two_sample_max_per_class, seed=seed)
@@ -245,8 +247,10 @@ def two_sample_tests(real_ecg, generated, reconstructed, evaluation, seed: int) 
   for suffix, leads in (('12_leads', None), ('lead_ii', (two_sample.LEAD_II,))):
     reference = two_sample.preprocess(real_ecg[b], leads)
     floor = two_sample.accuracy(two_sample.preprocess(real_ecg[a], leads), reference, **settings)
-    test = two_sample.accuracy(two_sample.preprocess(generated[a], leads), reference, **settings)
-    out[f'generated_{suffix}'] = pair(test['accuracy'], floor['accuracy'])
+    if generated is not None:
+      test = two_sample.accuracy(two_sample.preprocess(generated[a], leads), reference,
+                                 **settings)
+      out[f'generated_{suffix}'] = pair(test['accuracy'], floor['accuracy'])
     test = two_sample.accuracy(two_sample.preprocess(reconstructed, leads),
                                two_sample.preprocess(real_ecg, leads), paired=True, **settings)
     out[f'reconstructed_{suffix}'] = pair(test['accuracy'], floor['accuracy'])
@@ -260,14 +264,16 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
              dataset: str | None = None, precision: str | None = None,
              guidance_min_step: int | None = None, ddim_eta: float | None = None,
              two_sample_tests_run: bool = True, sweep_reports: str | None = None,
-             sweep_rates=None) -> Path:
+             sweep_rates=None, data_from=None) -> Path:
   """Runs the protocol for a trained workdir (None: the shipped pretrained model, which then
   needs clip_workdir and out); returns the output folder (written whole or not at all: a failed
   run leaves no partial folder). `dataset`: one dataset of a model trained on several (default:
   the split of all of them). guidance_min_step: guide only steps t >= it (None: the model's
   sampling.guidance_min_step). ddim_eta: the ddim sampler's noise per step (None: the model's
   sampling.ddim_eta). sweep_reports, sweep_rates: the sweep's (None: the model's
-  evaluation.sweep_reports and sweep_rates)."""
+  evaluation.sweep_reports and sweep_rates). data_from: a workdir whose config's data settings
+  choose the real records (None: the model's own), so that models trained on different data are
+  scored on the same records."""
   if workdir is None and (clip_workdir is None or out is None):
     raise ValueError('evaluating the pretrained model needs --clip_workdir (a workdir with a '
                      'trained clip stage) and --out')
@@ -289,7 +295,8 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   if sweep_rates is not None:
     evaluation.sweep_rates = tuple(float(rate) for rate in sweep_rates)
   settings = generator.settings(sampler, steps, ddim_eta, guidance_scale, guidance_min_step)
-  data = input_pipeline.read_all(input_pipeline.open_split(config.data, split, dataset))
+  data_config = config.data if data_from is None else workdirs.load_config(data_from).data
+  data = input_pipeline.read_all(input_pipeline.open_split(data_config, split, dataset))
   index = select_records(len(data['ecg']), num, seed, split)
   real_ecg = data['ecg'][index]
   reports = [data['reports'][i] for i in index]
@@ -332,8 +339,9 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
     timings['two_sample_s'] = time.time() - start
 
   summary = dict(
-      workdir=str(workdir or 'pretrained'), clip_workdir=str(clip_workdir), split=split,
-      dataset=dataset or config.data.name, num=len(index), seed=seed, sampler=settings.sampler,
+      workdir=str(workdir or 'pretrained'), clip_workdir=str(clip_workdir),
+      data_from=None if data_from is None else str(data_from), split=split,
+      dataset=dataset or data_config.name, num=len(index), seed=seed, sampler=settings.sampler,
       steps=settings.unet_steps(config.diffusion.num_timesteps),
       # One U-Net evaluation per step (a guided step's conditional and unconditional halves run
       # as one batched call); its wall time per ECG is seconds.generate_per_ecg_s.
