@@ -91,7 +91,9 @@ def plot_sweep(sweep: dict, path) -> Path:
   if sweep.get('reports') == 'consistent':
     for low, high in ((requested.min() - 5, 59.5), (100.5, requested.max() + 5)):
       ax.axvspan(low, high, color='tab:orange', alpha=0.08)
-  ax.set_title(f'"{sweep["report"]}", age {sweep["age"]:g}, sex {sweep["sex"]}', fontsize=8)
+  asked = ('reports by rate: sinus bradycardia, rhythm, tachycardia'
+           if sweep.get('reports') == 'consistent' else f'"{sweep["report"]}"')
+  ax.set_title(f'{asked}, age {sweep["age"]:g}, sex {sweep["sex"]}', fontsize=9)
   ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=110)
