@@ -46,7 +46,7 @@ _PRECISION = flags.DEFINE_enum('precision', None, ['float32', 'bfloat16'],
                                'Compute precision of the sampling (default: the model config\'s).')
 _SWEEP = flags.DEFINE_bool('sweep', True, 'Also run the heart-rate sweep (config evaluation.*).')
 _SWEEP_REPORTS = flags.DEFINE_enum(
-    'sweep_reports', None, ['consistent', 'single'],
+    'sweep_reports', None, list(evaluator.SWEEP_REPORTS),
     'consistent: each requested rate with the rhythm it is (Sinus bradycardia below 60 bpm, '
     'Sinus rhythm 60-100, Sinus tachycardia above 100); single: the paper\'s sweep, every rate '
     'with evaluation.sweep_report. Default: the config\'s evaluation.sweep_reports.')

@@ -6,6 +6,10 @@ be overridden on the command line (`--config.diffusion.batch_size=64`).
 """
 import ml_collections
 
+# evaluation.sweep_reports: single, the paper's sweep (every rate asked with sweep_report) |
+# consistent, each rate asked with the rhythm it is (evaluation/evaluator.py, sweep_report).
+SWEEP_REPORTS = ('consistent', 'single')
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()

@@ -57,9 +57,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if not 0 <= config.vae.latent_noise < 10:
     raise ValueError(f'vae.latent_noise is a share of the latent RMS in [0, 10), got '
                      f'{config.vae.latent_noise}')
-  if config.evaluation.sweep_reports not in ('consistent', 'single'):
-    raise ValueError(f"evaluation.sweep_reports must be 'consistent' or 'single', got "
-                     f"{config.evaluation.sweep_reports!r}")
+  if config.evaluation.sweep_reports not in config_schema.SWEEP_REPORTS:
+    raise ValueError(f'evaluation.sweep_reports must be one of {config_schema.SWEEP_REPORTS}, '
+                     f'got {config.evaluation.sweep_reports!r}')
   if not config.vae.spectral_weight >= 0:
     raise ValueError(f'vae.spectral_weight must be non-negative, got {config.vae.spectral_weight}')
   if config.data.ptbxl_max_ecg_id < 0:

@@ -24,18 +24,21 @@ from diffusets_jax.store import loading
 from diffusets_jax.store import workdir as workdirs
 
 
-def check(name: str, real: np.ndarray, evaluation, seed: int) -> dict:
+def limb_residual_median(ecg: np.ndarray) -> float:
+  """Median over the ECGs of RMS(III - (II - I)) relative to the RMS limb-lead amplitude."""
+  return float(np.median(metrics.lead_residuals(ecg)['III = II - I']['relative']))
+
+
+def check(name: str, real: np.ndarray, real_residual: float, evaluation, seed: int) -> dict:
   config, params = loading.open_vae(name)
   start = time.time()
   figures, recon = evaluator.vae_reconstruction(VAECodec(config, params), real)
   reconstruct_s = time.time() - start
-  residual = metrics.lead_residuals(recon)['III = II - I']['relative']
-  real_residual = metrics.lead_residuals(real)['III = II - I']['relative']
   tests = evaluator.two_sample_tests(real, None, recon, evaluation, seed)
   return dict(vae=name, derived_limb_leads=bool(config.vae.derived_limb_leads),
               spectral_weight=float(config.vae.spectral_weight), **figures,
-              limb_residual_median=dict(reconstructed=float(np.median(residual)),
-                                        real=float(np.median(real_residual))),
+              limb_residual_median=dict(reconstructed=limb_residual_median(recon),
+                                        real=real_residual),
               two_sample=tests, reconstruct_s=round(reconstruct_s, 1))
 
 
@@ -61,7 +64,8 @@ def main():
                                  keys=('ecg',))
   index = evaluator.select_records(len(data['ecg']), args.num, args.seed, args.split)
   real = data['ecg'][index]
-  results = [check(name, real, config.evaluation, args.seed) for name in args.vae]
+  real_residual = limb_residual_median(real)
+  results = [check(name, real, real_residual, config.evaluation, args.seed) for name in args.vae]
   report = dict(split=args.split, dataset=args.dataset, data_from=source, records=len(real),
                 seed=args.seed, results=results, command=' '.join(['python'] + sys.argv))
   Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,10 @@ def heart_rate(ecg: np.ndarray, fs: float = SAMPLE_RATE_HZ) -> np.ndarray:
 # (1 % of the bundled PTB-XL test records, docs/pretrained.md).
 PAUSE_RATIO = 1.5
 
+# Sinus bradycardia below this rate, sinus tachycardia above the next (bpm).
+BRADYCARDIA_BELOW_BPM = 60
+TACHYCARDIA_ABOVE_BPM = 100
+
 
 def rr_intervals(ecg: np.ndarray, fs: float = SAMPLE_RATE_HZ) -> np.ndarray:
   """(batch, length, leads) mV -> (batch, length - 1) RR intervals in samples, in order, padded

@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 
 from diffusets_jax.conditioning import text_encoders
+from diffusets_jax.config_schema import SWEEP_REPORTS
 from diffusets_jax.datasets import heart_rate as hr_detector
 from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ
@@ -157,7 +158,8 @@ def check_text_match(generator: Generator, features: ClipFeatures) -> None:
       'stage with the generator\'s text settings.')
 
 
-SWEEP_REPORTS = ('consistent', 'single')
+CONSISTENT_SWEEP = (f'Sinus bradycardia < {hr_detector.BRADYCARDIA_BELOW_BPM} <= Sinus rhythm <= '
+                    f'{hr_detector.TACHYCARDIA_ABOVE_BPM} < Sinus tachycardia')
 
 
 def sweep_report(rate: float, evaluation) -> str:
@@ -169,8 +171,9 @@ def sweep_report(rate: float, evaluation) -> str:
   if evaluation.sweep_reports != 'consistent':
     raise ValueError(f'evaluation.sweep_reports must be one of {SWEEP_REPORTS}, got '
                      f'{evaluation.sweep_reports!r}')
-  return ('Sinus bradycardia' if rate < 60 else 'Sinus rhythm' if rate <= 100
-          else 'Sinus tachycardia')
+  if rate < hr_detector.BRADYCARDIA_BELOW_BPM:
+    return 'Sinus bradycardia'
+  return 'Sinus rhythm' if rate <= hr_detector.TACHYCARDIA_ABOVE_BPM else 'Sinus tachycardia'
 
 
 def heart_rate_sweep(generator: Generator, evaluation, settings, seed) -> dict:
@@ -198,7 +201,7 @@ def heart_rate_sweep(generator: Generator, evaluation, settings, seed) -> dict:
                      pauses=hr_detector.pause_share(longest_rr[rates == rate])))
   mae, unmeasured = heart_rate_error(measured, rates)
   report = (evaluation.sweep_report if evaluation.sweep_reports == 'single'
-            else 'Sinus bradycardia < 60 <= Sinus rhythm <= 100 < Sinus tachycardia')
+            else CONSISTENT_SWEEP)
   return dict(reports=evaluation.sweep_reports, report=report, age=float(evaluation.sweep_age),
               sex=evaluation.sweep_sex, rows=rows, mae_bpm=mae, unmeasured=unmeasured,
               pauses=hr_detector.pause_share(longest_rr), ecg=ecg, requested=rates,

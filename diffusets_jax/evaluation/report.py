@@ -11,6 +11,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from diffusets_jax.datasets import heart_rate as hr_detector  # noqa: E402
 from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ, STANDARD_LEADS  # noqa: E402
 
 # (section, key, label, what 'real' means for it, which direction is better)
@@ -89,7 +90,8 @@ def plot_sweep(sweep: dict, path) -> Path:
   ax.set_xlabel('requested heart rate (bpm)')
   ax.set_ylabel('measured heart rate (bpm)')
   if sweep.get('reports') == 'consistent':
-    for low, high in ((requested.min() - 5, 59.5), (100.5, requested.max() + 5)):
+    for low, high in ((requested.min() - 5, hr_detector.BRADYCARDIA_BELOW_BPM - 0.5),
+                      (hr_detector.TACHYCARDIA_ABOVE_BPM + 0.5, requested.max() + 5)):
       ax.axvspan(low, high, color='tab:orange', alpha=0.08)
   asked = ('reports by rate: sinus bradycardia, rhythm, tachycardia'
            if sweep.get('reports') == 'consistent' else f'"{sweep["report"]}"')

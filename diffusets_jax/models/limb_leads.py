@@ -6,8 +6,13 @@ those 8 leads and this module writes the 12 in standard order.
 """
 import jax.numpy as jnp
 
-# Positions of I, II, V1-V6 among the 12 standard leads (I, II, III, aVR, aVL, aVF, V1-V6).
-INDEPENDENT_LEADS = (0, 1, 6, 7, 8, 9, 10, 11)
+from diffusets_jax.datasets.preprocessing import STANDARD_LEADS
+
+# The leads a decoder with derived limb leads writes, in this order (I, II, then V1-V6). The
+# limb-lead formulas below are written out, not taken from evaluation/metrics.py, so that the
+# residual check there stays an independent test of them.
+INDEPENDENT_LEADS = tuple(STANDARD_LEADS.index(name)
+                          for name in ('I', 'II', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6'))
 
 
 def expand_limb_leads(independent, xp=jnp):
