@@ -99,3 +99,20 @@ def test_config_validation_and_off_in_the_paper_config(config):
   with pytest.raises(ValueError, match='sampling.ddim_eta'):
     config_validation.validate(config)
   assert diffusets.get_config().sampling.ddim_eta == 0.0
+
+
+def test_the_shipped_sampler_renoises_its_clean_estimate_on_every_step():
+  # configs/pretrained.py's claim: at its step count, its eta is at or above the cap on every
+  # step but the last, so each step draws the next latent afresh around x0_hat (float64).
+  from configs import pretrained
+  from diffusets_jax.diffusion.schedule import schedule_from_config
+  config = pretrained.get_config()
+  abar = np.asarray(schedule_from_config(config).alphas_cumprod, np.float64)
+  timesteps = np.asarray(samplers.ddim_timesteps(config.diffusion.num_timesteps,
+                                                 config.sampling.ddim_steps))
+  ratio = config.diffusion.num_timesteps // config.sampling.ddim_steps
+  t = timesteps[timesteps >= ratio]
+  eta_at_cap = np.sqrt((1 - abar[t]) / (1 - abar[t] / abar[t - ratio]))
+  assert config.sampling.ddim_eta >= eta_at_cap.max()
+  # A bound that binds: eta 2 stays below the cap on most steps.
+  assert np.mean(eta_at_cap > 2.0) > 0.5

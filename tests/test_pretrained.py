@@ -190,7 +190,8 @@ def test_shipped_sampler_matches_the_recipe():
     assert shipped[key] == recipe[key], key
   gen = Generator.pretrained()
   settings = gen.settings()
-  assert (settings.sampler, settings.steps, settings.ddim_eta) == ('ddim', 1000, 3.0)
+  assert (settings.sampler, settings.steps, settings.ddim_eta, settings.guidance_scale) == (
+      'ddim', 50, 3.0, 2.5)
 
 
 def test_samples_are_byte_identical_to_the_recorded_ones():
@@ -198,7 +199,7 @@ def test_samples_are_byte_identical_to_the_recorded_ones():
   # store: a refactor that changes what is computed (weights, keys, ops) changes these bytes.
   gen = Generator.pretrained()
   guided = gen.generate(['Sinus bradycardia'], age=60, sex='F', heart_rate=50, num=2,
-                        sampler='ddim', steps=10, seed=0)  # eta 3 and guidance 3: the defaults
+                        sampler='ddim', steps=10, seed=0, ddim_eta=3.0, guidance_scale=3.0)
   plain = gen.generate('Atrial fibrillation', age=72, sex='M', heart_rate=110, num=2,
                        sampler='ddim', steps=10, seed=1, ddim_eta=0.0, guidance_scale=1.0)
   with np.load(ROOT / 'tests' / 'fixtures' / 'pretrained_samples_golden.npz') as recorded:
