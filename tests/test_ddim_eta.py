@@ -1,7 +1,4 @@
 """sampling.ddim_eta: DDIM with fresh noise per step, from deterministic (0) to DDPM's (1)."""
-import importlib
-from pathlib import Path
-
 import numpy as np
 import jax
 import jax.numpy as jnp
@@ -120,15 +117,3 @@ def test_the_shipped_sampler_renoises_its_clean_estimate_on_every_step():
   # A bound that binds: eta 2 stays below the cap on most steps.
   assert np.mean(eta_at_cap > 2.0) > 0.5
 
-
-CONFIGS = sorted(path.stem for path in (Path(__file__).parents[1] / 'configs').glob('*.py')
-                 if path.stem not in ('__init__', 'default'))
-
-
-@pytest.mark.parametrize('name', CONFIGS)
-def test_every_config_validates_and_its_sampler_resolves(name):
-  # A config's sampling settings are what sample.py and evaluate.py run by default.
-  from diffusets_jax.diffusion import sampling_settings
-  config = config_validation.validate(importlib.import_module(f'configs.{name}').get_config())
-  settings = sampling_settings.resolve(config)
-  assert settings.unet_steps(config.diffusion.num_timesteps) <= config.diffusion.num_timesteps
