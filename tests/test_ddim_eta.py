@@ -116,4 +116,3 @@ def test_the_shipped_sampler_renoises_its_clean_estimate_on_every_step():
   assert config.sampling.ddim_eta >= eta_at_cap.max()
   # A bound that binds: eta 2 stays below the cap on most steps.
   assert np.mean(eta_at_cap > 2.0) > 0.5
-
