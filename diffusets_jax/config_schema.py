@@ -111,6 +111,9 @@ def get_config() -> ml_collections.ConfigDict:
   # steps count less (0: off, as the reference; 5 is its authors' default). At 5 on the shipped
   # recipe it lost beats in the last steps and was worse on val (docs/experiments/what_limits_it.md).
   config.diffusion.min_snr_gamma = 0.0
+  # What the U-Net predicts (diffusion/prediction.py): 'eps', the noise, as the reference, or 'v',
+  # the velocity sqrt(abar) eps - sqrt(1 - abar) x0. Every sampler serves both.
+  config.diffusion.prediction = 'eps'
   # Heart-rate augmentation of the training latents (datasets/augmentation.py, a named
   # simplification): this many time-stretched copies of each training record, rate changed by a
   # factor of at most stretch_max_factor within its rate band (0: off, as the reference).

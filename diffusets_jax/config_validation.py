@@ -5,7 +5,7 @@ import ml_collections
 
 from diffusets_jax import config_schema
 from diffusets_jax.conditioning import text_encoders
-from diffusets_jax.diffusion import samplers, sampling_settings
+from diffusets_jax.diffusion import prediction, samplers, sampling_settings
 from diffusets_jax.models import layers
 
 
@@ -44,6 +44,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if not config.diffusion.min_snr_gamma >= 0.0:  # also rejects NaN
     raise ValueError(f'diffusion.min_snr_gamma must be >= 0 (0: unweighted loss), got '
                      f'{config.diffusion.min_snr_gamma}')
+  prediction.check_prediction(config.diffusion.prediction)
   if config.diffusion.stretch_copies < 0 or config.diffusion.stretch_max_factor <= 1.0:
     raise ValueError(f'diffusion.stretch_copies must be >= 0 and diffusion.stretch_max_factor '
                      f'above 1, got {config.diffusion.stretch_copies} and '

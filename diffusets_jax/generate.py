@@ -18,7 +18,7 @@ from diffusets_jax import batching
 from diffusets_jax.conditioning import patient, prompts, text_encoders
 from diffusets_jax.conditioning.record import check_record
 from diffusets_jax.conversion import reference_checkpoints
-from diffusets_jax.diffusion import samplers, sampling_settings
+from diffusets_jax.diffusion import prediction, samplers, sampling_settings
 from diffusets_jax.diffusion.sampling_settings import SamplingSettings
 from diffusets_jax.diffusion.schedule import schedule_from_config
 from diffusets_jax.models import factory
@@ -212,12 +212,18 @@ class Generator:
     return self.conditioning['missing_age']
 
   def noise_predictor(self, unet_variables, guided: bool, guidance_scale, min_step: int = 0):
-    """eps_fn(z_t, t, cond) -> eps_hat of the U-Net with `unet_variables`, with classifier-free
-    guidance (samplers.guided) where `guided`; guidance_scale may be traced."""
+    """eps_fn(z_t, t, cond) -> eps_hat of the U-Net with `unet_variables` (its output turned
+    into a noise prediction where it predicts v), with classifier-free guidance
+    (samplers.guided) where `guided`; guidance_scale may be traced."""
+    kind = self.config.diffusion.prediction
+
+    def eps_fn_with_drop(z, t, c, drop=None):
+      output = self.unet.apply(unet_variables, z, t, c, drop)
+      return prediction.to_eps(self.schedule, kind, z, output, t)
+
     if not guided:
-      return lambda z, t, c: self.unet.apply(unet_variables, z, t, c)
-    return samplers.guided(lambda z, t, c, drop: self.unet.apply(unet_variables, z, t, c, drop),
-                           guidance_scale, min_step)
+      return eps_fn_with_drop
+    return samplers.guided(eps_fn_with_drop, guidance_scale, min_step)
 
   @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6, 7, 9))
   def _sample(self, params, cond, sampler, steps, guided, guidance_min_step, ddim_eta,

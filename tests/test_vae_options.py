@@ -11,6 +11,7 @@ from diffusets_jax import config_validation
 from diffusets_jax.conversion import reference_checkpoints as ref
 from diffusets_jax.evaluation import metrics
 from diffusets_jax.models import vae as vae_lib
+from diffusets_jax.models import limb_leads
 from diffusets_jax.models.limb_leads import expand_limb_leads
 from diffusets_jax.training import losses
 
@@ -68,6 +69,50 @@ def test_derived_limb_leads_fold_into_a_reference_decoder():
   ours, _, _ = model.apply({'params': params}, ecg, noise)
   plain, _, _ = small_vae().apply({'params': folded}, ecg, noise)
   np.testing.assert_allclose(np.asarray(plain), np.asarray(ours), atol=1e-5)
+
+
+def test_projection_keeps_consistent_leads_and_is_least_squares():
+  rng = np.random.default_rng(3)
+  independent = rng.normal(size=(4, 32, 8))
+  consistent = expand_limb_leads(independent, np)
+  np.testing.assert_allclose(limb_leads.independent_from_twelve(consistent), independent,
+                             atol=1e-12)
+  # On inconsistent leads: what the projection removes from the six limb leads is orthogonal
+  # to every consistent combination (normal equations), and the chest leads stay as they are.
+  twelve = rng.normal(size=(4, 32, 12))
+  projected = expand_limb_leads(limb_leads.independent_from_twelve(twelve), np)
+  removed = twelve[..., :6] - projected[..., :6]
+  np.testing.assert_allclose(removed @ limb_leads.LIMB_FROM_I_II, 0.0, atol=1e-12)
+  assert np.abs(removed).max() > 0.1
+  np.testing.assert_array_equal(projected[..., 6:], twelve[..., 6:])
+  # Worked case, by hand: only lead III carries 1. A^T A = [[3.5, -1.75], [-1.75, 3.5]] and
+  # A^T e_III = (-1, 1), so I = -4/21 and II = 4/21 (and III = 8/21: the fit weighs all six).
+  one_in_iii = np.zeros(12)
+  one_in_iii[2] = 1.0
+  np.testing.assert_allclose(limb_leads.independent_from_twelve(one_in_iii)[:2],
+                             [-4 / 21, 4 / 21], atol=1e-12)
+
+
+def test_a_twelve_lead_decoder_folds_into_one_with_derived_limb_leads():
+  ecg, noise = random_inputs()
+  plain = small_vae()
+  params = plain.init(jax.random.PRNGKey(4), ecg, noise)['params']
+  folded = limb_leads.fold_into_decoder(jax.device_get(params))
+  assert folded['decoder']['conv_out_25']['kernel'].shape[-1] == 8
+  z, _, _ = plain.apply({'params': params}, ecg, noise, method=plain.encode)
+  twelve = np.asarray(plain.apply({'params': params}, z, method=plain.decode))
+  derived = small_vae(derived_limb_leads=True)
+  out = np.asarray(derived.apply({'params': folded}, z, method=derived.decode))
+  np.testing.assert_allclose(out, expand_limb_leads(limb_leads.independent_from_twelve(twelve), np),
+                             atol=1e-5)
+  for relation, result in metrics.lead_residuals(out).items():
+    assert float(np.max(result['relative'])) < 1e-6, relation
+  # The encoder is shared: the latents are the same.
+  np.testing.assert_array_equal(
+      np.asarray(derived.apply({'params': folded}, ecg, noise, method=derived.encode)[0]),
+      np.asarray(z))
+  with pytest.raises(ValueError, match='already derived'):
+    limb_leads.fold_into_decoder(folded)
 
 
 def numpy_spectral_distance(recon, ecg, windows):

@@ -2,8 +2,10 @@
 
 In a recording, III = II - I, aVR = -(I + II) / 2, aVL = I - II / 2 and aVF = II - I / 2: only
 I, II and V1-V6 carry independent information. A decoder with `vae.derived_limb_leads` produces
-those 8 leads and this module writes the 12 in standard order.
+those 8 leads and this module writes the 12 in standard order. `fold_into_decoder` turns a
+trained 12-lead decoder into such a decoder without training.
 """
+import numpy as np
 import jax.numpy as jnp
 
 from diffusets_jax.datasets.preprocessing import STANDARD_LEADS
@@ -25,3 +27,32 @@ def expand_limb_leads(independent, xp=jnp):
   lead_i, lead_ii, chest = independent[..., :1], independent[..., 1:2], independent[..., 2:]
   derived = (lead_ii - lead_i, -(lead_i + lead_ii) / 2, lead_i - lead_ii / 2, lead_ii - lead_i / 2)
   return xp.concatenate((lead_i, lead_ii, *derived, chest), axis=-1)
+
+
+# The six limb leads (I, II, III, aVR, aVL, aVF) as combinations of I and II.
+LIMB_FROM_I_II = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0], [-0.5, -0.5], [1.0, -0.5],
+                           [-0.5, 1.0]])
+
+
+def independent_from_twelve(leads):
+  """(..., 12) leads in standard order -> (..., 8) I, II, V1-V6 (numpy, float64): I and II as
+  the least-squares fit to all six limb leads, so expanding them again gives the consistent limb
+  leads nearest to the six given (an orthogonal projection); V1-V6 unchanged."""
+  leads = np.asarray(leads, np.float64)
+  i_ii = leads[..., :6] @ np.linalg.pinv(LIMB_FROM_I_II).T
+  return np.concatenate([i_ii, leads[..., 6:]], axis=-1)
+
+
+def fold_into_decoder(vae_params) -> dict:
+  """VAE params with a 12-lead last conv -> params of the same VAE with `derived_limb_leads`:
+  `independent_from_twelve` is linear, so applied to the last conv's output channels (kernel
+  and bias) it gives an 8-lead conv whose expanded output is the 12-lead decoder's output with
+  its limb leads projected onto the consistent ones. Every other weight is shared."""
+  conv = vae_params['decoder']['conv_out_25']
+  if conv['bias'].shape != (12,):
+    raise ValueError(f'expected a decoder writing 12 leads, whose last conv has 12 outputs; '
+                     f'this one has {conv["bias"].shape[0]} (already derived limb leads?)')
+  folded = {name: independent_from_twelve(value).astype(np.float32)
+            for name, value in conv.items()}
+  decoder = {**vae_params['decoder'], 'conv_out_25': folded}
+  return {**vae_params, 'decoder': decoder}

@@ -123,6 +123,10 @@ def export_reference(model: TrainedModel, out, file_format: str = 'pth') -> list
   with, options the reference lacks folded in (normalised patient inputs) or left out (the null
   condition), so that the reference code computes what this model does at guidance 1."""
   config, out = model.config, Path(out)
+  if config.diffusion.prediction != 'eps':
+    raise ValueError(f"this model's U-Net predicts {config.diffusion.prediction!r} "
+                     f"(diffusion.prediction); the reference's predicts the noise ('eps'), so "
+                     f"its code would sample wrongly from these weights")
   unet_params = ref.reference_equivalent_unet(jax.device_get(model.unet_params),
                                               config.unet.normalize_patient)
   vae_params = ref.reference_equivalent_vae(jax.device_get(model.vae_params),

@@ -69,7 +69,7 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
 
   schedule = schedule_from_config(config)
   p_step = steps.make_diffusion_step(unet, schedule, d.condition_dropout, d.ema_decay,
-                                    d.min_snr_gamma)
+                                    d.min_snr_gamma, d.prediction)
   return run_loop('diffusion', config, workdir, state, p_step, batch_fn,
                   min(total, max_steps or total), lr_fn,
                   evaluate_fn=heldout_evaluator(config, workdir, unet, schedule, data))
@@ -88,4 +88,5 @@ def heldout_evaluator(config, workdir, unet, schedule, train_data):
 
   return heldout_loss.make_evaluator(unet, schedule, split(val), split(train_data),
                                      seed=config.seed + 7,
-                                     batch_size=config.diffusion.batch_size)
+                                     batch_size=config.diffusion.batch_size,
+                                     prediction=config.diffusion.prediction)

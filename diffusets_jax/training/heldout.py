@@ -3,7 +3,9 @@
 A small training set is fitted ever more closely while the U-Net's loss on held-out records
 rises; the training loss alone cannot show it. Every evaluation uses the same draws of (t, noise)
 per record, so the curve moves only with the weights. It scores the sampling weights (EMA where
-there are some), the full condition (no null condition) and no dropout.
+there are some), the full condition (no null condition) and no dropout. It is the error of the
+noise prediction whatever the U-Net predicts (`diffusion.prediction`), so curves compare across
+predictions; with 'v' the training loss beside it is in v's units.
 """
 import numpy as np
 import jax
@@ -26,7 +28,7 @@ def fixed_draws(num_records: int, latent_shape, draws: int, seed: int):
 
 
 def make_loss_fn(unet, schedule, latent, cond, draws: int = 4, seed: int = 0,
-                 batch_size: int = 64):
+                 batch_size: int = 64, prediction: str = 'eps'):
   """fn(params) -> {'loss', 'loss_t1-99', ...}: the noise-prediction loss (sum of squared error
   over the latent, mean over records and draws, as the training loss) of `latent` (n, length,
   channels) under `cond` (n, d_c), with `draws` fixed (t, noise) draws per record."""
@@ -35,7 +37,7 @@ def make_loss_fn(unet, schedule, latent, cond, draws: int = 4, seed: int = 0,
   t, noise = fixed_draws(len(latent) // draws, latent.shape[1:], draws, seed)
 
   per_example = jax.jit(lambda params, z0, c, t, noise: noise_prediction_error(
-      unet, params, schedule, z0, c, t, noise))
+      unet, params, schedule, z0, c, t, noise, prediction))
 
   def loss_fn(params) -> dict:
     losses = batching.map_batches(lambda *rows: per_example(params, *rows),
@@ -49,15 +51,16 @@ def make_loss_fn(unet, schedule, latent, cond, draws: int = 4, seed: int = 0,
   return loss_fn
 
 
-def make_evaluator(unet, schedule, heldout: dict, train: dict, seed: int, batch_size: int):
+def make_evaluator(unet, schedule, heldout: dict, train: dict, seed: int, batch_size: int,
+                   prediction: str = 'eps'):
   """fn(state) -> one log row: the held-out loss of the sampling weights on `heldout`, and the
   same on as many training records (the first ones) with the same draws, for the gap. `heldout`
   and `train` hold 'latent' and 'cond'."""
   n = len(heldout['latent'])
   on_heldout = make_loss_fn(unet, schedule, heldout['latent'], heldout['cond'], seed=seed,
-                            batch_size=batch_size)
+                            batch_size=batch_size, prediction=prediction)
   on_train = make_loss_fn(unet, schedule, train['latent'][:n], train['cond'][:n], seed=seed,
-                          batch_size=batch_size)
+                          batch_size=batch_size, prediction=prediction)
 
   def evaluate(state) -> dict:
     params = state.ema_params if getattr(state, 'ema_params', None) is not None else state.params

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 
+from diffusets_jax.diffusion import prediction as predictions
 from diffusets_jax.diffusion.schedule import Schedule, add_noise
 
 
@@ -95,13 +96,14 @@ def min_snr_weight(schedule: Schedule, t, gamma: float):
 
 
 def diffusion_loss(unet, params, schedule: Schedule, z0, cond, keys,
-                   condition_dropout: float = 0.0, min_snr_gamma: float = 0.0):
-  """Noise-prediction loss: t ~ U{1..998} (the reference's randint(1, 999)), sum of squared error
-  over the latent, batch mean. With condition_dropout > 0 that share of the examples (drawn per
-  example) gets the U-Net's null condition (classifier-free guidance). A U-Net with dropout gets
-  one dropout key per example. min_snr_gamma > 0 weighs each example's error by
-  `min_snr_weight` (0, the reference: unweighted); `unweighted_loss` is then logged beside it.
-  Returns (loss, metrics)."""
+                   condition_dropout: float = 0.0, min_snr_gamma: float = 0.0,
+                   prediction: str = 'eps'):
+  """Denoising loss: t ~ U{1..998} (the reference's randint(1, 999)), sum of squared error of
+  the U-Net's output against its target (`prediction`: the noise, or v) over the latent, batch
+  mean. With condition_dropout > 0 that share of the examples (drawn per example) gets the
+  U-Net's null condition (classifier-free guidance). A U-Net with dropout gets one dropout key
+  per example. min_snr_gamma > 0 weighs each example's error by `min_snr_weight` (0, the
+  reference: unweighted); `unweighted_loss` is then logged beside it. Returns (loss, metrics)."""
   def draw(key):
     t_key, noise_key = jax.random.split(key)
     drop_key = jax.random.fold_in(key, 2)  # leaves the draws of t and noise as they were
@@ -111,9 +113,9 @@ def diffusion_loss(unet, params, schedule: Schedule, z0, cond, keys,
             jax.random.fold_in(key, 3))
 
   t, noise, drop, dropout_keys = jax.vmap(draw)(keys)
-  error = noise_prediction_error(unet, params, schedule, z0, cond, t, noise,
-                                 drop if condition_dropout > 0 else None,
-                                 dropout_keys if unet.dropout > 0 else None)
+  error, _ = prediction_errors(unet, params, schedule, z0, cond, t, noise, prediction,
+                               drop if condition_dropout > 0 else None,
+                               dropout_keys if unet.dropout > 0 else None)
   if min_snr_gamma <= 0:
     loss = jnp.mean(error)
     return loss, dict(loss=loss)
@@ -121,13 +123,24 @@ def diffusion_loss(unet, params, schedule: Schedule, z0, cond, keys,
   return loss, dict(loss=loss, unweighted_loss=jnp.mean(error))
 
 
-def noise_prediction_error(unet, params, schedule: Schedule, z0, cond, t, noise, drop=None,
-                           dropout_keys=None):
-  """Per example (batch,): the squared error of the U-Net's noise prediction at (t, noise),
-  summed over the latent."""
-  eps_hat = unet.apply({'params': params}, add_noise(schedule, z0, noise, t), t, cond, drop,
-                       dropout_keys)
-  return jnp.sum((eps_hat - noise) ** 2, axis=(1, 2))
+def prediction_errors(unet, params, schedule: Schedule, z0, cond, t, noise,
+                      prediction: str = 'eps', drop=None, dropout_keys=None):
+  """Per example (batch,), each summed over the latent: the squared error of the U-Net's output
+  against its training target at (t, noise), and that of the noise prediction it implies (the
+  same for an eps-model; for any model, comparable across predictions)."""
+  z_t = add_noise(schedule, z0, noise, t)
+  output = unet.apply({'params': params}, z_t, t, cond, drop, dropout_keys)
+  target = predictions.training_target(schedule, prediction, z0, noise, t)
+  eps_hat = predictions.to_eps(schedule, prediction, z_t, output, t)
+  return (jnp.sum((output - target) ** 2, axis=(1, 2)),
+          jnp.sum((eps_hat - noise) ** 2, axis=(1, 2)))
+
+
+def noise_prediction_error(unet, params, schedule: Schedule, z0, cond, t, noise,
+                           prediction: str = 'eps'):
+  """Per example (batch,): the squared error of the noise prediction the U-Net implies at
+  (t, noise), summed over the latent (no null condition, no dropout)."""
+  return prediction_errors(unet, params, schedule, z0, cond, t, noise, prediction)[1]
 
 
 def clip_loss(ecg_features, text_features, logit_scale):

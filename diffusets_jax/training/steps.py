@@ -40,12 +40,12 @@ def vae_train_step(vae, latent_noise, spectral_weight, state, batch, step_key, k
   return _apply(state, grads, metrics)
 
 
-def diffusion_train_step(unet, schedule, condition_dropout, ema_decay, min_snr_gamma, state,
-                         batch, step_key):
+def diffusion_train_step(unet, schedule, condition_dropout, ema_decay, min_snr_gamma, prediction,
+                         state, batch, step_key):
   keys = losses.example_keys(step_key, batch['example_index'])
   grad_fn = jax.grad(
       lambda p: losses.diffusion_loss(unet, p, schedule, batch['latent'], batch['cond'], keys,
-                                      condition_dropout, min_snr_gamma),
+                                      condition_dropout, min_snr_gamma, prediction),
       has_aux=True)
   grads, metrics = grad_fn(state.params)
   state, metrics = _apply(state, grads, metrics)
@@ -109,6 +109,6 @@ def make_clip_step(clip):
 
 
 def make_diffusion_step(unet, schedule, condition_dropout: float = 0.0, ema_decay: float = 0.0,
-                        min_snr_gamma: float = 0.0):
+                        min_snr_gamma: float = 0.0, prediction: str = 'eps'):
   return parallel(functools.partial(diffusion_train_step, unet, schedule, condition_dropout,
-                                    ema_decay, min_snr_gamma), num_broadcast_args=1)
+                                    ema_decay, min_snr_gamma, prediction), num_broadcast_args=1)
