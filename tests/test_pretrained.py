@@ -194,14 +194,37 @@ def test_shipped_sampler_matches_the_recipe():
       'ddim', 50, 3.0, 2.5)
 
 
-def test_samples_are_byte_identical_to_the_recorded_ones():
-  # Recorded with the shipped model before the package was restructured around the model
-  # store: a refactor that changes what is computed (weights, keys, ops) changes these bytes.
-  gen = Generator.pretrained()
+def recorded_samples(gen):
   guided = gen.generate(['Sinus bradycardia'], age=60, sex='F', heart_rate=50, num=2,
                         sampler='ddim', steps=10, seed=0, ddim_eta=3.0, guidance_scale=3.0)
   plain = gen.generate('Atrial fibrillation', age=72, sex='M', heart_rate=110, num=2,
                        sampler='ddim', steps=10, seed=1, ddim_eta=0.0, guidance_scale=1.0)
+  return dict(eta3_guided=guided, deterministic_unguided=plain)
+
+
+def test_samples_are_byte_identical_to_the_recorded_ones():
+  # A refactor that changes what is computed (weights, keys, ops) changes these bytes.
+  samples = recorded_samples(Generator.pretrained())
   with np.load(ROOT / 'tests' / 'fixtures' / 'pretrained_samples_golden.npz') as recorded:
-    np.testing.assert_array_equal(guided, recorded['eta3_guided'])
-    np.testing.assert_array_equal(plain, recorded['deterministic_unguided'])
+    for key, value in samples.items():
+      np.testing.assert_array_equal(value, recorded[key])
+
+
+def test_the_shipped_decoder_is_the_12_lead_one_with_its_limb_leads_projected():
+  # The samples recorded from the shipped model before its decoder was folded into one that
+  # derives the limb leads (python -m diffusets_jax.pretrained --derive_limb_leads): the same
+  # U-Net and latents, so the ECGs now are those with the limb leads projected, and exact.
+  from diffusets_jax.evaluation import metrics
+  from diffusets_jax.models import limb_leads
+  gen = Generator.pretrained()
+  assert gen.config.vae.derived_limb_leads
+  samples = recorded_samples(gen)
+  with np.load(ROOT / 'tests' / 'fixtures' /
+               'pretrained_samples_golden_12_lead_decoder.npz') as before:
+    for key, value in samples.items():
+      projected = limb_leads.expand_limb_leads(limb_leads.independent_from_twelve(before[key]),
+                                               np)
+      np.testing.assert_allclose(value, projected, atol=1e-5)
+      assert np.abs(value - before[key]).max() > 0.01  # the projection changed them
+      for relation, result in metrics.lead_residuals(value).items():
+        assert float(np.max(result['relative'])) < 1e-6, relation
