@@ -156,6 +156,32 @@ def test_fine_tuning_from_an_exported_folder(guided_workdir, tmp_path):
     config_validation.validate(config)
 
 
+def test_a_source_deriving_its_limb_leads_serves_a_12_lead_config(guided_workdir, tmp_path):
+  """train.init_from naming a model whose decoder was folded (python -m diffusets_jax.pretrained
+  --derive_limb_leads) while the config writes 12 leads, as workdirs fine-tuned from the shipped
+  model before its fold: the VAE is laid out as 12 channels and decodes what the source does."""
+  import jax
+  from diffusets_jax.pretrained.__main__ import with_derived_limb_leads
+  from diffusets_jax.evaluation import metrics
+  from diffusets_jax.generate import VAECodec
+  twelve = open_model(guided_workdir, use_ema=True)
+  folded = with_derived_limb_leads(twelve)
+  folder = exported.export(folded, tmp_path / 'folded')
+  config = workdirs.load_config(guided_workdir)
+  config.unlock()
+  config.train.init_from = str(folder)
+  assert not config.vae.derived_limb_leads
+  params = loading.init_source_vae_params(config)
+  assert params['decoder']['conv_out_25']['bias'].shape == (12,)
+  z = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (3,) + factory.latent_shape(config)))
+  ours = VAECodec(config, params).decode(z)
+  theirs = VAECodec(folded.config, folded.vae_params).decode(z)
+  np.testing.assert_allclose(ours, theirs, atol=1e-5)
+  assert max(float(r['relative'].max()) for r in metrics.lead_residuals(ours).values()) < 1e-5
+  with pytest.raises(ValueError, match='already derives'):
+    with_derived_limb_leads(folded)
+
+
 def test_the_shipped_vae_must_be_the_one_the_config_builds(monkeypatch):
   import jax
   shipped = open_model('pretrained')

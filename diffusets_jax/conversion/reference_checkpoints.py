@@ -22,7 +22,7 @@ import numpy as np
 import jax
 
 from diffusets_jax.conditioning import patient
-from diffusets_jax.models.limb_leads import expand_limb_leads
+from diffusets_jax.models import limb_leads
 from diffusets_jax.models.unet import time_table
 from diffusets_jax.models.vae import LATENT_SCALE
 
@@ -241,11 +241,9 @@ def reference_equivalent_vae(params, latent_scale: float,
   decoder's first 1x1 conv reads its input times 1 / k. Exact up to float32 rounding while
   logvar stays inside its clip bounds (-30, 20). A decoder with derived limb leads writes 8
   leads; the derivation is linear, so it folds into a 12-channel last conv."""
-  flat = {name: np.asarray(leaf, np.float32) for name, leaf in _flat(params).items()}
   if derived_limb_leads:
-    for leaf in ('kernel', 'bias'):
-      name = f'decoder/conv_out_25/{leaf}'
-      flat[name] = expand_limb_leads(flat[name].astype(np.float64), np).astype(np.float32)
+    params = limb_leads.unfold_from_decoder(params)
+  flat = {name: np.asarray(leaf, np.float32) for name, leaf in _flat(params).items()}
   k = np.float64(latent_scale) / LATENT_SCALE
   if k == 1.0:
     return _unflat(flat)

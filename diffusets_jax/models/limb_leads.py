@@ -56,3 +56,17 @@ def fold_into_decoder(vae_params) -> dict:
             for name, value in conv.items()}
   decoder = {**vae_params['decoder'], 'conv_out_25': folded}
   return {**vae_params, 'decoder': decoder}
+
+
+def unfold_from_decoder(vae_params) -> dict:
+  """The inverse layout change: params of a VAE with `derived_limb_leads` -> params of a 12-lead
+  VAE computing the same ECGs (the derivation is linear, so it folds into a 12-output last conv).
+  Every other weight is shared."""
+  conv = vae_params['decoder']['conv_out_25']
+  if conv['bias'].shape != (len(INDEPENDENT_LEADS),):
+    raise ValueError(f'expected a decoder deriving its limb leads, whose last conv has '
+                     f'{len(INDEPENDENT_LEADS)} outputs; this one has {conv["bias"].shape[0]}')
+  unfolded = {name: expand_limb_leads(np.asarray(value, np.float64), np).astype(np.float32)
+              for name, value in conv.items()}
+  decoder = {**vae_params['decoder'], 'conv_out_25': unfolded}
+  return {**vae_params, 'decoder': decoder}

@@ -15,7 +15,7 @@ import numpy as np
 from flax import traverse_util
 
 from diffusets_jax import train_state
-from diffusets_jax.models import factory
+from diffusets_jax.models import factory, limb_leads
 from diffusets_jax.store import exported, reference
 from diffusets_jax.store import workdir as workdirs
 from diffusets_jax.store.trained_model import TrainedModel
@@ -85,9 +85,16 @@ def init_source(config) -> TrainedModel:
 
 def init_source_vae_params(config):
   """The VAE of the model train.init_from names, checked against the VAE `config` builds: every
-  tensor present, at its shape. The reference is abstract (no initialiser runs)."""
+  tensor present, at its shape. The reference is abstract (no initialiser runs). Where one
+  derives its limb leads and the other does not, the source's last conv is laid out as `config`
+  builds it (models/limb_leads.py), exactly where it unfolds and by projection where it folds."""
   source = init_source_name(config)
-  given = init_source(config).vae_params
+  source_model = init_source(config)
+  given = source_model.vae_params
+  if source_model.config.vae.derived_limb_leads and not config.vae.derived_limb_leads:
+    given = limb_leads.unfold_from_decoder(given)
+  elif config.vae.derived_limb_leads and not source_model.config.vae.derived_limb_leads:
+    given = limb_leads.fold_into_decoder(given)
   expected = jax.eval_shape(lambda: factory.init_vae(config, jax.random.PRNGKey(0)))
   missing = sorted(set(traverse_util.flatten_dict(expected, sep='/'))
                    - set(traverse_util.flatten_dict(given, sep='/')))
