@@ -130,3 +130,24 @@ def test_a_v_model_trains_samples_and_guides_in_eps(v_workdir, tmp_path):
   with pytest.raises(ValueError, match="predicts 'v'"):
     reference.export_reference(open_model(v_workdir), tmp_path / 'ref')
   assert not (tmp_path / 'ref').exists()
+
+
+def test_curves_name_the_units_of_a_v_model(tmp_path, monkeypatch):
+  from diffusets_jax.io import plots
+  (tmp_path / 'diffusion').mkdir()
+  rows = [dict(step=s, loss=100.0 / s, learning_rate=1e-4) for s in (1, 2, 3)]
+  heldout = [dict(step=3, heldout_loss=40.0, train_loss=30.0, records=8, prediction='v')]
+  for name, content in (('metrics.jsonl', rows), ('heldout.jsonl', heldout)):
+    (tmp_path / 'diffusion' / name).write_text('\n'.join(json.dumps(r) for r in content) + '\n')
+  figures = []
+  monkeypatch.setattr(plots.plt, 'close', figures.append)
+  plots.plot_training_curves(workdirs.training_logs(tmp_path), tmp_path / 'curves.png')
+  labels = [line.get_label() for line in figures[0].axes[0].get_lines()]
+  assert labels == ['loss (v-prediction error)', 'held-out noise error (val, 8 records)',
+                    'training records, same draws']
+
+
+def test_the_held_out_row_records_the_prediction(v_workdir):
+  rows = [json.loads(line) for line in
+          (v_workdir / 'diffusion' / 'heldout.jsonl').read_text().splitlines()]
+  assert rows and all(row['prediction'] == 'v' for row in rows)

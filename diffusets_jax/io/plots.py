@@ -27,15 +27,21 @@ def plot_training_curves(logs: dict, out) -> Path | None:
     steps = [r['step'] for r in records]
     keys = ['loss'] + [k for k in ('unweighted_loss', 'recon_mae_mv', 'kl', 'retrieval_accuracy')
                        if k in records[0]]
-    for key in keys:
-      # With diffusion.min_snr_gamma the optimised loss is weighted; the held-out one is not.
-      label = 'loss (Min-SNR weighted)' if key == 'loss' and 'unweighted_loss' in keys else key
-      row[0].plot(steps, [r[key] for r in records], label=label)
     heldout = logs[stage]['heldout']
+    predicts_v = bool(heldout) and heldout[-1].get('prediction') == 'v'
+    for key in keys:
+      # With diffusion.min_snr_gamma the optimised loss is weighted, with diffusion.prediction
+      # 'v' it is v's error; the held-out one is always the unweighted noise error.
+      label = key
+      if key == 'loss' and 'unweighted_loss' in keys:
+        label = 'loss (Min-SNR weighted)'
+      elif key == 'loss' and predicts_v:
+        label = 'loss (v-prediction error)'
+      row[0].plot(steps, [r[key] for r in records], label=label)
     if heldout:  # the same loss on val and on as many training records, fixed draws
       at = [r['step'] for r in heldout]
       row[0].plot(at, [r['heldout_loss'] for r in heldout], 'o-', color='tab:red',
-                  label=f'held-out (val, {heldout[-1]["records"]} records)')
+                  label=f'held-out noise error (val, {heldout[-1]["records"]} records)')
       row[0].plot(at, [r['train_loss'] for r in heldout], 's--', color='tab:green',
                   label='training records, same draws')
     row[0].set_yscale('log')

@@ -67,6 +67,7 @@ def make_evaluator(unet, schedule, heldout: dict, train: dict, seed: int, batch_
     row = {f'heldout_{k}': v for k, v in on_heldout(params).items()}
     row.update({f'train_{k}': v for k, v in on_train(params).items()})
     row['records'] = n
+    row['prediction'] = prediction  # the curves' loss is in its units; these are noise errors
     return row
 
   return evaluate
