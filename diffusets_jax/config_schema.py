@@ -70,7 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.vae.latent_scale = 0.18215
   # The decoder writes I, II and V1-V6; III, aVR, aVL, aVF are computed from I and II, so every
   # ECG obeys the limb-lead relations exactly (models/limb_leads.py). False: the reference's
-  # 12-channel output; True cannot be exported to the reference's layout.
+  # 12-channel output; True exports to it with the derivation folded into a 12-channel last conv.
   config.vae.derived_limb_leads = False
   # Weight of a multi-resolution spectral loss beside the squared error (training/losses.py):
   # log-magnitude STFT distance at several window lengths, which penalises blurred QRS edges
