@@ -229,25 +229,24 @@ def recorded_samples(gen):
 
 
 def test_samples_are_byte_identical_to_the_recorded_ones():
-  # A refactor that changes what is computed (weights, keys, ops) changes these bytes.
-  samples = recorded_samples(Generator.pretrained())
-  with np.load(ROOT / 'tests' / 'fixtures' / 'pretrained_samples_golden.npz') as recorded:
-    for key, value in samples.items():
-      np.testing.assert_array_equal(value, recorded[key])
-
-
-def test_the_shipped_decoder_is_the_12_lead_one_with_its_limb_leads_projected():
-  # The samples recorded from the shipped model before its decoder was folded into one that
-  # derives the limb leads (python -m diffusets_jax.pretrained --derive_limb_leads): the same
-  # U-Net and latents, so the ECGs now are those with the limb leads projected, and exact.
+  # A refactor that changes what is computed (weights, keys, ops) changes these bytes. The
+  # samples recorded before the shipped decoder was folded into one that derives the limb leads
+  # (python -m diffusets_jax.pretrained --derive_limb_leads) come from the same U-Net and
+  # latents, so the ECGs now are those with their limb leads projected, and exact.
   from diffusets_jax.evaluation import metrics
   from diffusets_jax.models import limb_leads
   gen = Generator.pretrained()
   assert gen.config.vae.derived_limb_leads
-  samples = recorded_samples(gen)
-  with np.load(ROOT / 'tests' / 'fixtures' /
-               'pretrained_samples_golden_12_lead_decoder.npz') as before:
+  guided = gen.generate(['Sinus bradycardia'], age=60, sex='F', heart_rate=50, num=2,
+                        sampler='ddim', steps=10, seed=0, ddim_eta=3.0, guidance_scale=3.0)
+  plain = gen.generate('Atrial fibrillation', age=72, sex='M', heart_rate=110, num=2,
+                       sampler='ddim', steps=10, seed=1, ddim_eta=0.0, guidance_scale=1.0)
+  samples = dict(eta3_guided=guided, deterministic_unguided=plain)
+  fixtures = ROOT / 'tests' / 'fixtures'
+  with np.load(fixtures / 'pretrained_samples_golden.npz') as recorded, \
+       np.load(fixtures / 'pretrained_samples_golden_12_lead_decoder.npz') as before:
     for key, value in samples.items():
+      np.testing.assert_array_equal(value, recorded[key])
       projected = limb_leads.expand_limb_leads(limb_leads.independent_from_twelve(before[key]),
                                                np)
       np.testing.assert_allclose(value, projected, atol=1e-5)

@@ -63,7 +63,7 @@ def test_every_sampler_lands_on_the_data_with_an_exact_v_predictor(sampler):
 
 def test_v_loss_is_the_noise_error_over_abar():
   batch = 4
-  z = jax.random.normal(jax.random.PRNGKey(0), (batch, 128, 4))
+  z = jax.random.normal(jax.random.PRNGKey(0), (batch, 32, 4))
   c = jax.random.normal(jax.random.PRNGKey(1), (batch, 8))
   model = unet.UNet(num_levels=3, heads=2)
   params = model.init(jax.random.PRNGKey(2), z, jnp.zeros(batch, jnp.int32), c)['params']
@@ -73,14 +73,11 @@ def test_v_loss_is_the_noise_error_over_abar():
   np.testing.assert_allclose(np.asarray(v_error),
                              np.asarray(eps_error) / np.asarray(SCHEDULE.alphas_cumprod[t]),
                              rtol=2e-3)
-  # By hand: the output against v.
+  # By hand: the output against v (an eps-model's target is the noise: the first test).
   output = model.apply({'params': params}, add_noise(SCHEDULE, z, noise, t), t, c)
   target = prediction.training_target(SCHEDULE, 'v', z, noise, t)
   np.testing.assert_allclose(np.asarray(v_error), np.sum((output - target) ** 2, axis=(1, 2)),
                              rtol=1e-5)
-  # An eps-model's two errors are one.
-  eps_model = losses.prediction_errors(model, params, SCHEDULE, z, c, t, noise, 'eps')
-  np.testing.assert_array_equal(np.asarray(eps_model[0]), np.asarray(eps_model[1]))
 
 
 def test_prediction_is_validated_and_eps_in_the_paper_config(config):
