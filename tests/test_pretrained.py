@@ -237,11 +237,7 @@ def test_samples_are_byte_identical_to_the_recorded_ones():
   from diffusets_jax.models import limb_leads
   gen = Generator.pretrained()
   assert gen.config.vae.derived_limb_leads
-  guided = gen.generate(['Sinus bradycardia'], age=60, sex='F', heart_rate=50, num=2,
-                        sampler='ddim', steps=10, seed=0, ddim_eta=3.0, guidance_scale=3.0)
-  plain = gen.generate('Atrial fibrillation', age=72, sex='M', heart_rate=110, num=2,
-                       sampler='ddim', steps=10, seed=1, ddim_eta=0.0, guidance_scale=1.0)
-  samples = dict(eta3_guided=guided, deterministic_unguided=plain)
+  samples = recorded_samples(gen)
   fixtures = ROOT / 'tests' / 'fixtures'
   with np.load(fixtures / 'pretrained_samples_golden.npz') as recorded, \
        np.load(fixtures / 'pretrained_samples_golden_12_lead_decoder.npz') as before:

@@ -43,30 +43,31 @@ def independent_from_twelve(leads):
   return np.concatenate([i_ii, leads[..., 6:]], axis=-1)
 
 
+def _map_last_conv(vae_params, outputs: int, description: str, leads_fn) -> dict:
+  """vae_params with `leads_fn` applied to the output-channel axis of the decoder's last conv
+  (kernel and bias, in float64), after checking it has `outputs` channels; every other weight
+  is shared."""
+  conv = vae_params['decoder']['conv_out_25']
+  if conv['bias'].shape != (outputs,):
+    raise ValueError(f'expected {description}, whose last conv has {outputs} outputs; this one '
+                     f'has {conv["bias"].shape[0]}')
+  mapped = {name: np.asarray(leads_fn(np.asarray(value, np.float64)), np.float32)
+            for name, value in conv.items()}
+  return {**vae_params, 'decoder': {**vae_params['decoder'], 'conv_out_25': mapped}}
+
+
 def fold_into_decoder(vae_params) -> dict:
   """VAE params with a 12-lead last conv -> params of the same VAE with `derived_limb_leads`:
   `independent_from_twelve` is linear, so applied to the last conv's output channels (kernel
   and bias) it gives an 8-lead conv whose expanded output is the 12-lead decoder's output with
   its limb leads projected onto the consistent ones. Every other weight is shared."""
-  conv = vae_params['decoder']['conv_out_25']
-  if conv['bias'].shape != (12,):
-    raise ValueError(f'expected a decoder writing 12 leads, whose last conv has 12 outputs; '
-                     f'this one has {conv["bias"].shape[0]} (already derived limb leads?)')
-  folded = {name: independent_from_twelve(value).astype(np.float32)
-            for name, value in conv.items()}
-  decoder = {**vae_params['decoder'], 'conv_out_25': folded}
-  return {**vae_params, 'decoder': decoder}
+  return _map_last_conv(vae_params, 12, 'a decoder writing 12 leads (not one that already '
+                        'derived limb leads)', independent_from_twelve)
 
 
 def unfold_from_decoder(vae_params) -> dict:
   """The inverse layout change: params of a VAE with `derived_limb_leads` -> params of a 12-lead
   VAE computing the same ECGs (the derivation is linear, so it folds into a 12-output last conv).
   Every other weight is shared."""
-  conv = vae_params['decoder']['conv_out_25']
-  if conv['bias'].shape != (len(INDEPENDENT_LEADS),):
-    raise ValueError(f'expected a decoder deriving its limb leads, whose last conv has '
-                     f'{len(INDEPENDENT_LEADS)} outputs; this one has {conv["bias"].shape[0]}')
-  unfolded = {name: expand_limb_leads(np.asarray(value, np.float64), np).astype(np.float32)
-              for name, value in conv.items()}
-  decoder = {**vae_params['decoder'], 'conv_out_25': unfolded}
-  return {**vae_params, 'decoder': decoder}
+  return _map_last_conv(vae_params, len(INDEPENDENT_LEADS), 'a decoder deriving its limb leads',
+                        lambda independent: expand_limb_leads(independent, np))
