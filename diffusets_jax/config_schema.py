@@ -76,6 +76,17 @@ def get_config() -> ml_collections.ConfigDict:
   # log-magnitude STFT distance at several window lengths, which penalises blurred QRS edges
   # that the squared error lets pass. 0 (the reference) adds none.
   config.vae.spectral_weight = 0.0
+  # Adversarial training against a 1-D patch discriminator (models/discriminator.py), the recipe
+  # of latent-diffusion autoencoders: the generator term -mean D(reconstruction) is scaled so its
+  # gradient at the decoder's last conv is this share of the squared error's (training/losses.py).
+  # 0 (the reference) trains no discriminator.
+  config.vae.adversarial_weight = 0.0
+  config.vae.adversarial_start_step = 0     # the discriminator alone learns before this step
+  config.vae.discriminator_channels = (64, 128, 256)
+  config.vae.discriminator_learning_rate = 1e-4
+  # False trains the decoder only, the encoder frozen: the latents stay those a U-Net was trained
+  # on, so a sharper decoder can replace a trained model's (train.init_from names the start).
+  config.vae.train_encoder = True
 
   config.unet = ml_collections.ConfigDict()
   config.unet.num_levels = 7

@@ -63,6 +63,13 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                      f'got {config.evaluation.sweep_reports!r}')
   if not config.vae.spectral_weight >= 0:
     raise ValueError(f'vae.spectral_weight must be non-negative, got {config.vae.spectral_weight}')
+  if not config.vae.adversarial_weight >= 0 or config.vae.adversarial_start_step < 0:
+    raise ValueError(f'vae.adversarial_weight and vae.adversarial_start_step must be '
+                     f'non-negative, got {config.vae.adversarial_weight} and '
+                     f'{config.vae.adversarial_start_step}')
+  if not config.vae.train_encoder and not config.train.init_from:
+    raise ValueError('vae.train_encoder=False fine-tunes the decoder of a trained VAE: set '
+                     "train.init_from ('pretrained' or an exported folder)")
   if config.data.ptbxl_max_ecg_id < 0:
     raise ValueError(f'data.ptbxl_max_ecg_id must be >= 0 (0: every record), got '
                      f'{config.data.ptbxl_max_ecg_id}')

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from flax import traverse_util
+from flax import struct, traverse_util
 from flax.training import train_state
 
 from diffusets_jax import batching
@@ -25,6 +25,21 @@ class ClipTrainState(train_state.TrainState):
 
 class EmaTrainState(train_state.TrainState):
   ema_params: Any = None   # exponential moving average of params, updated after every step
+
+
+class AdversarialVaeTrainState(train_state.TrainState):
+  """The VAE's state plus its patch discriminator's parameters and optimiser state
+  (vae.adversarial_weight > 0); `params` stay the VAE's alone, as every reader expects."""
+  discriminator_params: Any = None
+  discriminator_opt_state: Any = None
+  discriminator_tx: optax.GradientTransformation = struct.field(pytree_node=False, default=None)
+
+  def apply_discriminator_gradients(self, grads):
+    updates, opt_state = self.discriminator_tx.update(grads, self.discriminator_opt_state,
+                                                      self.discriminator_params)
+    return self.replace(discriminator_params=optax.apply_updates(self.discriminator_params,
+                                                                 updates),
+                        discriminator_opt_state=opt_state)
 
 
 def onecycle_schedule(total_steps: int, start_lr: float, peak_lr: float):
@@ -63,10 +78,32 @@ def clip_lr(config, total_steps: int):
   return cosine_schedule(total_steps, c.learning_rate, c.final_lr_fraction)
 
 
+def frozen_encoder(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+  """`tx` for the decoder; the encoder gets no update at all (not even weight decay)."""
+  return optax.multi_transform(
+      dict(train=tx, frozen=optax.set_to_zero()),
+      lambda params: {name: 'frozen' if name == 'encoder' else 'train' for name in params})
+
+
 def vae_state(config, total_steps: int, rng=None):
+  """The VAE and its train state: with vae.adversarial_weight > 0 the patch discriminator's
+  parameters and optimiser ride along; with vae.train_encoder False the encoder is frozen."""
+  v = config.vae
   vae = factory.make_vae(config)
-  params = factory.init_vae(config, rng if rng is not None else jax.random.PRNGKey(config.seed))
-  return vae, create_state(vae.apply, params, vae_lr(config, total_steps), config.vae.weight_decay)
+  rng = rng if rng is not None else jax.random.PRNGKey(config.seed)
+  params = factory.init_vae(config, rng)
+  tx = optax.adamw(vae_lr(config, total_steps), weight_decay=v.weight_decay)
+  if not v.train_encoder:
+    tx = frozen_encoder(tx)
+  if v.adversarial_weight <= 0:
+    return vae, TrainState.create(apply_fn=vae.apply, params=params, tx=tx)
+  discriminator_params = factory.init_discriminator(config, jax.random.fold_in(rng, 1))
+  # Adam with beta1 0.5, the usual choice for GAN discriminators.
+  discriminator_tx = optax.adam(v.discriminator_learning_rate, b1=0.5, b2=0.9)
+  return vae, AdversarialVaeTrainState.create(
+      apply_fn=vae.apply, params=params, tx=tx, discriminator_params=discriminator_params,
+      discriminator_opt_state=discriminator_tx.init(discriminator_params),
+      discriminator_tx=discriminator_tx)
 
 
 def unet_state(config, total_steps: int, rng=None):

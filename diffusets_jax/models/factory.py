@@ -6,6 +6,7 @@ from diffusets_jax.conditioning import text_encoders
 from diffusets_jax.datasets.preprocessing import NUM_SAMPLES
 from diffusets_jax.models import layers
 from diffusets_jax.models.clip import ClipModel
+from diffusets_jax.models.discriminator import PatchDiscriminator
 from diffusets_jax.models.unet import UNet
 from diffusets_jax.models.vae import VAE, latent_length
 
@@ -49,6 +50,15 @@ def init_vae(config, rng):
   ecg = jnp.zeros((1, NUM_SAMPLES, 12))
   noise = jnp.zeros((1,) + latent_shape(config))
   return jax.jit(make_vae(config).init)(rng, ecg, noise)['params']
+
+
+def make_discriminator(config) -> PatchDiscriminator:
+  return PatchDiscriminator(channels=tuple(config.vae.discriminator_channels))
+
+
+def init_discriminator(config, rng):
+  """Initial parameters of the VAE's patch discriminator (adversarial training only)."""
+  return jax.jit(make_discriminator(config).init)(rng, jnp.zeros((1, NUM_SAMPLES, 12)))['params']
 
 
 def init_unet(config, rng):

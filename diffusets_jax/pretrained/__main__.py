@@ -1,6 +1,10 @@
-"""python -m diffusets_jax.pretrained --export_from SOURCE [--derive_limb_leads] [--out FOLDER]:
-writes a trained model (a workdir's VAE and U-Net EMA weights, or an exported model) as an
-exported model, by default the shipped one.
+"""python -m diffusets_jax.pretrained --export_from SOURCE [--derive_limb_leads] [--vae_from WORKDIR]
+[--out FOLDER]: writes a trained model (a workdir's VAE and U-Net EMA weights, or an exported
+model) as an exported model, by default the shipped one.
+
+--vae_from takes the decoder a workdir fine-tuned from SOURCE with its encoder frozen
+(vae.train_encoder False, e.g. configs/pretrained_decoder_gan.py): the latents, and so the U-Net,
+stay valid.
 
 --derive_limb_leads turns its 12-lead decoder into one with `vae.derived_limb_leads`, no training:
 the last conv's outputs are projected so that III, aVR, aVL and aVF are computed from I and II
@@ -12,9 +16,13 @@ import argparse
 import dataclasses
 import json
 
+import numpy as np
+from flax import traverse_util
+
 from diffusets_jax import pretrained
 from diffusets_jax.models import limb_leads
-from diffusets_jax.store import exported, open_model
+from diffusets_jax.store import exported, loading, open_model
+from diffusets_jax.store import workdir as workdirs
 
 
 def with_derived_limb_leads(model):
@@ -27,6 +35,28 @@ def with_derived_limb_leads(model):
                              vae_params=limb_leads.fold_into_decoder(model.vae_params))
 
 
+def with_vae_from(model, folder):
+  """The model with the VAE a workdir fine-tuned from it (vae.train_encoder False): the encoder
+  must be the model's own, tensor for tensor, so the U-Net's latents stay valid; the decoder and
+  the config's vae section (how it was trained) are the workdir's."""
+  config = workdirs.load_config(folder)
+  params = loading.workdir_vae_params(config, folder)
+  ours = traverse_util.flatten_dict(model.vae_params['encoder'], sep='/')
+  theirs = traverse_util.flatten_dict(params['encoder'], sep='/')
+  differ = sorted(name for name in ours
+                  if name not in theirs or not np.array_equal(ours[name], theirs[name]))
+  if differ or set(theirs) != set(ours):
+    raise ValueError(f'the VAE in {folder} has another encoder than {model.source} '
+                     f'({", ".join(differ[:2]) or "other tensors"}): the U-Net\'s latents would '
+                     f'not be its; only a decoder fine-tuned with vae.train_encoder=False swaps')
+  if config.vae.latent_scale != model.config.vae.latent_scale:
+    raise ValueError(f'the VAE in {folder} has latent_scale {config.vae.latent_scale}, '
+                     f'{model.source} {model.config.vae.latent_scale}')
+  merged = model.config.copy_and_resolve_references()
+  merged.vae = config.vae
+  return dataclasses.replace(model, config=merged, vae_params=params)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--export_from', required=True,
@@ -34,12 +64,17 @@ def main(argv=None):
   parser.add_argument('--derive_limb_leads', action='store_true',
                       help='fold the 12-lead decoder into one that computes III, aVR, aVL and '
                       'aVF from I and II')
+  parser.add_argument('--vae_from', default=None,
+                      help='workdir whose decoder, fine-tuned from this model with '
+                      'vae.train_encoder=False, replaces the model\'s (the encoder must be equal)')
   parser.add_argument('--out', default=str(pretrained.FOLDER),
                       help='folder (default: the package\'s own)')
   args = parser.parse_args(argv)
   model = open_model(args.export_from, use_ema=True)
   if args.derive_limb_leads:
     model = with_derived_limb_leads(model)
+  if args.vae_from:
+    model = with_vae_from(model, args.vae_from)
   folder = exported.export(model, args.out)
   manifest = json.loads((folder / 'manifest.json').read_text())
   print(f'wrote {folder / exported.WEIGHTS} ({manifest["bytes"] / 2**20:.1f} MiB, '

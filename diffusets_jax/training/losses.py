@@ -48,7 +48,7 @@ def spectral_distance(recon, ecg, windows=SPECTRAL_WINDOWS):
 
 
 def vae_loss(vae, params, ecg, keys, kl_weight, latent_noise: float = 0.0,
-             spectral_weight: float = 0.0):
+             spectral_weight: float = 0.0, train_encoder: bool = True):
   """Sum of squared error over all 1024 x 12 values, batch mean, plus kl_weight * the KL averaged
   over batch and latent positions, plus spectral_weight * `spectral_distance` (batch mean; 0, the
   reference, adds none). Returns (loss, metrics).
@@ -57,12 +57,23 @@ def vae_loss(vae, params, ecg, keys, kl_weight, latent_noise: float = 0.0,
   latent RMS, sigma ~ U(0, latent_noise) per example, so the decoder learns to tolerate latent
   error of the size a denoiser leaves and the encoder to write the beats where such error cannot
   erase them. The RMS is held constant in the gradient: scaling the latents up buys nothing.
-  0 (the reference) adds none."""
+  0 (the reference) adds none. train_encoder False: no gradient reaches the encoder (its latents
+  stay those a trained U-Net knows)."""
+  loss, metrics, _ = vae_reconstruction(vae, params, ecg, keys, kl_weight, latent_noise,
+                                        spectral_weight, train_encoder)
+  return loss, metrics
+
+
+def vae_reconstruction(vae, params, ecg, keys, kl_weight, latent_noise: float = 0.0,
+                       spectral_weight: float = 0.0, train_encoder: bool = True):
+  """`vae_loss` with the reconstruction: (loss, metrics, reconstructed ECGs)."""
   def posterior_noise(key):
     return jax.random.normal(key, (ecg.shape[1] // 8, vae.latent_channels))
 
   noise = jax.vmap(posterior_noise)(keys)
   z, mean, logvar = vae.apply({'params': params}, ecg, noise, method=vae.encode)
+  if not train_encoder:
+    z = jax.lax.stop_gradient(z)
   metrics = {}
   if latent_noise > 0:
     rms = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(z ** 2, axis=(1, 2), keepdims=True)))
@@ -77,13 +88,36 @@ def vae_loss(vae, params, ecg, keys, kl_weight, latent_noise: float = 0.0,
   recon = vae.apply({'params': params}, z, method=vae.decode)
   sse = jnp.mean(jnp.sum((recon - ecg) ** 2, axis=(1, 2)))
   kl = jnp.mean(kl_divergence(mean, logvar))
-  loss = sse + kl_weight * kl
+  loss = sse + (kl_weight * kl if train_encoder else 0.0)
   if spectral_weight > 0:
     spectral = jnp.mean(spectral_distance(recon, ecg))
     loss = loss + spectral_weight * spectral
     metrics['spectral'] = spectral
   mae = jnp.mean(jnp.abs(recon - ecg))
-  return loss, dict(loss=loss, recon_sse=sse, kl=kl, recon_mae_mv=mae, **metrics)
+  return loss, dict(loss=loss, recon_sse=sse, kl=kl, recon_mae_mv=mae, **metrics), recon
+
+
+def discriminator_hinge_loss(real_logits, fake_logits):
+  """The patch discriminator's hinge loss: mean relu(1 - D(real)) + mean relu(1 + D(fake))."""
+  return (jnp.mean(jax.nn.relu(1.0 - real_logits.astype(jnp.float32)))
+          + jnp.mean(jax.nn.relu(1.0 + fake_logits.astype(jnp.float32))))
+
+
+def generator_adversarial_loss(fake_logits):
+  """What the decoder minimises against the discriminator: -mean D(reconstruction)."""
+  return -jnp.mean(fake_logits.astype(jnp.float32))
+
+
+MAX_ADAPTIVE_WEIGHT = 1e4
+
+
+def adaptive_adversarial_weight(reconstruction_grad, adversarial_grad):
+  """||grad of the reconstruction loss|| / ||grad of the adversarial loss|| at one tensor (the
+  decoder's last conv kernel), clipped to [0, MAX_ADAPTIVE_WEIGHT] and held constant: it
+  balances the two terms whatever the loss's units (Esser et al. 2021, taming transformers)."""
+  ratio = (jnp.linalg.norm(reconstruction_grad.ravel())
+           / (jnp.linalg.norm(adversarial_grad.ravel()) + 1e-4))
+  return jax.lax.stop_gradient(jnp.clip(ratio, 0.0, MAX_ADAPTIVE_WEIGHT))
 
 
 def min_snr_weight(schedule: Schedule, t, gamma: float):

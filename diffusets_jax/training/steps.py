@@ -30,13 +30,60 @@ def _apply(state, grads, metrics):
   return state.apply_gradients(grads=grads), metrics
 
 
-def vae_train_step(vae, latent_noise, spectral_weight, state, batch, step_key, kl_weight):
+def vae_train_step(vae, latent_noise, spectral_weight, train_encoder, state, batch, step_key,
+                   kl_weight):
   keys = losses.example_keys(step_key, batch['example_index'])
   grad_fn = jax.grad(
       lambda p: losses.vae_loss(vae, p, batch['ecg'], keys, kl_weight, latent_noise,
-                                spectral_weight),
+                                spectral_weight, train_encoder),
       has_aux=True)
   grads, metrics = grad_fn(state.params)
+  return _apply(state, grads, metrics)
+
+
+def last_decoder_kernel(vae_params):
+  return vae_params['decoder']['conv_out_25']['kernel']
+
+
+def vae_adversarial_train_step(vae, discriminator, latent_noise, spectral_weight, train_encoder,
+                               state, batch, step_key, kl_weight, adversarial_weight):
+  """One step of the VAE against its patch discriminator, then one of the discriminator.
+
+  The VAE's gradient is that of its reconstruction loss plus adversarial_weight x the adaptive
+  weight (`losses.adaptive_adversarial_weight` at the decoder's last conv) x that of
+  -mean D(reconstruction); the discriminator's is that of its hinge loss on the batch's real
+  ECGs against their reconstructions. adversarial_weight 0 (before vae.adversarial_start_step)
+  trains the discriminator alone."""
+  keys = losses.example_keys(step_key, batch['example_index'])
+
+  def vae_losses(params):
+    loss, metrics, recon = losses.vae_reconstruction(vae, params, batch['ecg'], keys, kl_weight,
+                                                     latent_noise, spectral_weight, train_encoder)
+    fake = discriminator.apply({'params': state.discriminator_params}, recon)
+    return (loss, losses.generator_adversarial_loss(fake)), (metrics, recon)
+
+  (reconstruction_loss, adversarial_loss), backward, (metrics, recon) = jax.vjp(
+      vae_losses, state.params, has_aux=True)
+  one, zero = jnp.ones_like(reconstruction_loss), jnp.zeros_like(adversarial_loss)
+  reconstruction_grads, = backward((one, zero))
+  adversarial_grads, = backward((zero, one))
+  scale = adversarial_weight * losses.adaptive_adversarial_weight(
+      last_decoder_kernel(reconstruction_grads), last_decoder_kernel(adversarial_grads))
+  grads = jax.tree_util.tree_map(lambda r, a: r + scale * a, reconstruction_grads,
+                                 adversarial_grads)
+
+  def discriminator_loss(discriminator_params):
+    real = discriminator.apply({'params': discriminator_params}, batch['ecg'])
+    fake = discriminator.apply({'params': discriminator_params}, jax.lax.stop_gradient(recon))
+    return losses.discriminator_hinge_loss(real, fake), (jnp.mean(real), jnp.mean(fake))
+
+  (critic_loss, (real_logit, fake_logit)), discriminator_grads = jax.value_and_grad(
+      discriminator_loss, has_aux=True)(state.discriminator_params)
+  metrics = dict(metrics, loss=reconstruction_loss + scale * adversarial_loss,
+                 adversarial_loss=adversarial_loss, adversarial_scale=scale,
+                 discriminator_loss=critic_loss,
+                 logit_real=real_logit, logit_reconstructed=fake_logit)
+  state = state.apply_discriminator_gradients(jax.lax.pmean(discriminator_grads, AXIS))
   return _apply(state, grads, metrics)
 
 
@@ -99,9 +146,15 @@ def parallel(step_fn, num_broadcast_args: int):
                   donate_argnums=(0,))
 
 
-def make_vae_step(vae, latent_noise: float = 0.0, spectral_weight: float = 0.0):
-  return parallel(functools.partial(vae_train_step, vae, latent_noise, spectral_weight),
-                  num_broadcast_args=2)
+def make_vae_step(vae, latent_noise: float = 0.0, spectral_weight: float = 0.0,
+                  train_encoder: bool = True, discriminator=None):
+  """The VAE's step; with a `discriminator`, the adversarial one (one more broadcast argument:
+  the adversarial weight)."""
+  if discriminator is None:
+    return parallel(functools.partial(vae_train_step, vae, latent_noise, spectral_weight,
+                                      train_encoder), num_broadcast_args=2)
+  return parallel(functools.partial(vae_adversarial_train_step, vae, discriminator, latent_noise,
+                                    spectral_weight, train_encoder), num_broadcast_args=3)
 
 
 def make_clip_step(clip):

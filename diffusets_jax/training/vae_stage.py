@@ -1,9 +1,11 @@
-"""Stage `vae`: the VAE on the training split's ECGs, with the reference's KL annealing."""
+"""Stage `vae`: the VAE on the training split's ECGs, with the reference's KL annealing; or, with
+vae.train_encoder False, the decoder of a trained VAE fine-tuned (e.g. against a discriminator)."""
 import numpy as np
 
 from diffusets_jax import train_state
 from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.models import factory
+from diffusets_jax.store import loading
 from diffusets_jax.training import steps
 from diffusets_jax.training.loop import describe_devices, log_main, run_loop
 
@@ -23,20 +25,32 @@ def train_vae(config, workdir, max_steps: int | None = None):
   per_epoch = input_pipeline.steps_per_epoch(n, batch_size)
   total = per_epoch * config.vae.epochs
   vae, state = train_state.vae_state(config, total)
+  v = config.vae
+  if config.train.init_from:  # fine-tuning a trained VAE (validation: decoder only)
+    state = state.replace(params=loading.init_source_vae_params(config))
   lr_fn = train_state.vae_lr(config, total)
+  what = '' if v.train_encoder else f', decoder only, from {loading.init_source_name(config)}'
+  if v.adversarial_weight > 0:
+    what += (f', against a patch discriminator of '
+             f'{factory.count_params(state.discriminator_params):,} parameters from step '
+             f'{v.adversarial_start_step}')
   log_main(f'[vae] {factory.count_params(state.params):,} parameters, {n} training ECGs, '
-           f'{total} steps of batch {batch_size} on {describe_devices()}')
+           f'{total} steps of batch {batch_size}{what} on {describe_devices()}')
 
   def batch_fn(step):
     index = input_pipeline.batch_indices(step, n, batch_size, config.seed)[rows]
     return dict(ecg=input_pipeline.read_rows(source, index, 'ecg'),
                 example_index=np.arange(batch_size)[rows])
 
-  def step_args(step):
-    return dict(kl_weight=config.vae.kl_weight * kl_weight(step, per_epoch,
-                                                           config.vae.kl_anneal_epochs))
+  adversarial = v.adversarial_weight > 0
 
-  return run_loop('vae', config, workdir, state,
-                  steps.make_vae_step(vae, config.vae.latent_noise, config.vae.spectral_weight),
-                  batch_fn,
+  def step_args(step):
+    args = dict(kl_weight=v.kl_weight * kl_weight(step, per_epoch, v.kl_anneal_epochs))
+    if adversarial:
+      args['adversarial_weight'] = v.adversarial_weight * (step >= v.adversarial_start_step)
+    return args
+
+  p_step = steps.make_vae_step(vae, v.latent_noise, v.spectral_weight, v.train_encoder,
+                               factory.make_discriminator(config) if adversarial else None)
+  return run_loop('vae', config, workdir, state, p_step, batch_fn,
                   min(total, max_steps or total), lr_fn, step_args)
