@@ -4,7 +4,7 @@ the classifier two-sample test of reconstructions against their own originals (1
 II, beside the real-vs-real floor), for one or more VAEs on the same records.
 
   python scripts/vae_check.py --vae pretrained runs/my_vae --data_from runs/my_vae \\
-      --split val --dataset ptbxl --out runs/vae_check_val.json
+      --split val --dataset ptbxl --out runs/vae_check_val.json --plot runs/vae_check_val.png
 
 Each --vae is 'pretrained', an exported folder, or a workdir that has trained its VAE (`train.py
 --stage vae`). The records are those of --data_from's data settings (default: the first VAE's).
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from diffusets_jax.datasets import input_pipeline
+from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ
 from diffusets_jax.evaluation import evaluator, metrics
 from diffusets_jax.generate import VAECodec
 from diffusets_jax.store import loading
@@ -29,17 +30,49 @@ def limb_residual_median(ecg: np.ndarray) -> float:
   return float(np.median(metrics.lead_residuals(ecg)['III = II - I']['relative']))
 
 
-def check(name: str, real: np.ndarray, real_residual: float, evaluation, seed: int) -> dict:
+def check(name: str, real: np.ndarray, real_residual: float, evaluation, seed: int):
+  """(figures, reconstructions) of one VAE on `real`."""
   config, params = loading.open_vae(name)
   start = time.time()
   figures, recon = evaluator.vae_reconstruction(VAECodec(config, params), real)
   reconstruct_s = time.time() - start
   tests = evaluator.two_sample_tests(real, None, recon, evaluation, seed)
   return dict(vae=name, derived_limb_leads=bool(config.vae.derived_limb_leads),
-              spectral_weight=float(config.vae.spectral_weight), **figures,
+              spectral_weight=float(config.vae.spectral_weight),
+              adversarial_weight=float(config.vae.adversarial_weight), **figures,
               limb_residual_median=dict(reconstructed=limb_residual_median(recon),
                                         real=real_residual),
-              two_sample=tests, reconstruct_s=round(reconstruct_s, 1))
+              two_sample=tests, reconstruct_s=round(reconstruct_s, 1)), recon
+
+
+PLOT_LEADS = (('II', 1), ('V2', 7))
+PLOT_SECONDS = 4.0
+
+
+def plot_reconstructions(real, reconstructions: dict, out, records: int = 3):
+  """Lead II and V2 over the first PLOT_SECONDS of the first `records` ECGs: the real one in
+  black, each VAE's reconstruction in a colour of its own."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  samples = int(PLOT_SECONDS * SAMPLE_RATE_HZ)
+  t = np.arange(samples) / SAMPLE_RATE_HZ
+  fig, axes = plt.subplots(records, len(PLOT_LEADS), figsize=(12, 2.2 * records), squeeze=False)
+  for row in range(records):
+    for col, (lead, index) in enumerate(PLOT_LEADS):
+      ax = axes[row, col]
+      ax.plot(t, real[row, :samples, index], color='black', lw=1.2, label='real')
+      for name, recon in reconstructions.items():
+        ax.plot(t, recon[row, :samples, index], lw=0.9, label=name)
+      ax.set_title(f'record {row + 1}, lead {lead}', fontsize=9)
+      ax.set_ylabel('mV')
+  axes[-1, 0].set_xlabel('s')
+  axes[-1, 1].set_xlabel('s')
+  axes[0, 0].legend(fontsize=8, loc='upper right')
+  fig.tight_layout()
+  Path(out).parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(out, dpi=90)
+  plt.close(fig)
 
 
 def main():
@@ -56,6 +89,8 @@ def main():
   parser.add_argument('--num', type=int, default=0, help='records (0: the whole split)')
   parser.add_argument('--seed', type=int, default=0, help='record choice, halves, classifiers')
   parser.add_argument('--out', required=True, help='JSON file to write')
+  parser.add_argument('--plot', default=None,
+                      help='PNG to draw: lead II and V2 of three records, real and reconstructed')
   args = parser.parse_args()
   source = args.data_from or args.vae[0]
   config = (loading.open_vae(source)[0] if source == loading.PRETRAINED
@@ -65,7 +100,11 @@ def main():
   index = evaluator.select_records(len(data['ecg']), args.num, args.seed, args.split)
   real = data['ecg'][index]
   real_residual = limb_residual_median(real)
-  results = [check(name, real, real_residual, config.evaluation, args.seed) for name in args.vae]
+  checked = {name: check(name, real, real_residual, config.evaluation, args.seed)
+             for name in args.vae}
+  results = [figures for figures, _ in checked.values()]
+  if args.plot:
+    plot_reconstructions(real, {name: recon for name, (_, recon) in checked.items()}, args.plot)
   report = dict(split=args.split, dataset=args.dataset, data_from=source, records=len(real),
                 seed=args.seed, results=results, command=' '.join(['python'] + sys.argv))
   Path(args.out).parent.mkdir(parents=True, exist_ok=True)

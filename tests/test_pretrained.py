@@ -230,22 +230,20 @@ def recorded_samples(gen):
 
 def test_samples_are_byte_identical_to_the_recorded_ones():
   # A refactor that changes what is computed (weights, keys, ops) changes these bytes. The
-  # samples recorded before the shipped decoder was folded into one that derives the limb leads
-  # (python -m diffusets_jax.pretrained --derive_limb_leads) come from the same U-Net and
-  # latents, so the ECGs now are those with their limb leads projected, and exact.
+  # samples recorded before the shipped decoder was fine-tuned against a discriminator (encoder
+  # frozen, docs/experiments/vae_decoder_adversarial.md) come from the same U-Net and latents:
+  # the same ECGs, beat for beat, with another decoder's detail.
   from diffusets_jax.evaluation import metrics
-  from diffusets_jax.models import limb_leads
   gen = Generator.pretrained()
-  assert gen.config.vae.derived_limb_leads
+  assert gen.config.vae.derived_limb_leads and not gen.config.vae.train_encoder
   samples = recorded_samples(gen)
   fixtures = ROOT / 'tests' / 'fixtures'
   with np.load(fixtures / 'pretrained_samples_golden.npz') as recorded, \
-       np.load(fixtures / 'pretrained_samples_golden_12_lead_decoder.npz') as before:
+       np.load(fixtures / 'pretrained_samples_golden_folded_decoder.npz') as before:
     for key, value in samples.items():
       np.testing.assert_array_equal(value, recorded[key])
-      projected = limb_leads.expand_limb_leads(limb_leads.independent_from_twelve(before[key]),
-                                               np)
-      np.testing.assert_allclose(value, projected, atol=1e-5)
-      assert np.abs(value - before[key]).max() > 0.01  # the projection changed them
+      correlation = [np.corrcoef(value[i, :, lead], before[key][i, :, lead])[0, 1]
+                     for i in range(len(value)) for lead in range(12)]
+      assert np.median(correlation) > 0.9 and np.abs(value - before[key]).max() > 0.01
       for relation, result in metrics.lead_residuals(value).items():
         assert float(np.max(result['relative'])) < 1e-6, relation

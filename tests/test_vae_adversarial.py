@@ -103,6 +103,28 @@ def test_validation_names_the_adversarial_fields(config):
     config_validation.validate(config)
 
 
+def test_curves_show_both_players(tmp_path, monkeypatch):
+  """A VAE trained against the discriminator gets a third panel; other stages leave it blank."""
+  import json
+  from diffusets_jax.io import plots
+  rows = [dict(step=s, loss=100.0 / s, learning_rate=1e-4, kl_weight=0.1, discriminator_loss=1.5,
+               logit_real=0.2 * s, logit_reconstructed=-0.2 * s, adversarial_scale=0.5)
+          for s in (1, 2, 3)]
+  for stage, content in (('vae', rows), ('diffusion', [dict(r, loss=1.0) for r in rows])):
+    (tmp_path / stage).mkdir()
+    (tmp_path / stage / 'metrics.jsonl').write_text(
+        '\n'.join(json.dumps({k: v for k, v in r.items() if stage == 'vae' or k in (
+            'step', 'loss', 'learning_rate')}) for r in content) + '\n')
+  figures = []
+  monkeypatch.setattr(plots.plt, 'close', figures.append)
+  plots.plot_training_curves(workdirs.training_logs(tmp_path), tmp_path / 'curves.png')
+  axes = figures[0].axes
+  assert len(axes) == 6
+  assert [line.get_label() for line in axes[2].get_lines()][:3] == [
+      'discriminator hinge loss', 'mean logit, real', 'mean logit, reconstructed']
+  assert not axes[5].axison and not axes[5].get_lines()  # diffusion: no third panel
+
+
 def test_a_decoder_fine_tuned_from_an_exported_model_swaps_into_it(guided_workdir, tmp_path):
   from diffusets_jax.pretrained.__main__ import with_vae_from
   folder = exported.export(open_model(guided_workdir, use_ema=True), tmp_path / 'exported')

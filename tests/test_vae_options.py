@@ -195,7 +195,8 @@ def test_a_vae_trained_with_both_options_is_checked_beside_another(config, train
   out = tmp_path / 'check.json'
   result = subprocess.run(
       [sys.executable, 'scripts/vae_check.py', '--vae', str(workdir), str(trained_workdir),
-       '--split', 'val', '--out', str(out)], cwd=Path(__file__).resolve().parents[1],
+       '--split', 'val', '--out', str(out), '--plot', str(tmp_path / 'check.png')],
+      cwd=Path(__file__).resolve().parents[1],
       capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads(out.read_text())
@@ -208,3 +209,7 @@ def test_a_vae_trained_with_both_options_is_checked_beside_another(config, train
   for row in (derived, plain):
     for leads in ('12_leads', 'lead_ii'):
       assert 0 <= row['two_sample'][f'reconstructed_{leads}']['generated'] <= 1
+  from matplotlib import image
+  picture = image.imread(tmp_path / 'check.png')  # three records by two leads at 90 dpi
+  assert picture.shape[:2] == (594, 1080)
+  assert np.any(np.all(picture[..., :3] < 0.05, axis=-1))  # the real traces, in black

