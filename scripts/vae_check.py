@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from diffusets_jax.datasets import input_pipeline
-from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ
+from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ, STANDARD_LEADS
 from diffusets_jax.evaluation import evaluator, metrics
 from diffusets_jax.generate import VAECodec
 from diffusets_jax.store import loading
@@ -45,7 +45,7 @@ def check(name: str, real: np.ndarray, real_residual: float, evaluation, seed: i
               two_sample=tests, reconstruct_s=round(reconstruct_s, 1)), recon
 
 
-PLOT_LEADS = (('II', 1), ('V2', 7))
+PLOT_LEADS = ('II', 'V2')
 PLOT_SECONDS = 4.0
 
 
@@ -59,15 +59,16 @@ def plot_reconstructions(real, reconstructions: dict, out, records: int = 3):
   t = np.arange(samples) / SAMPLE_RATE_HZ
   fig, axes = plt.subplots(records, len(PLOT_LEADS), figsize=(12, 2.2 * records), squeeze=False)
   for row in range(records):
-    for col, (lead, index) in enumerate(PLOT_LEADS):
+    for col, lead in enumerate(PLOT_LEADS):
+      index = STANDARD_LEADS.index(lead)
       ax = axes[row, col]
       ax.plot(t, real[row, :samples, index], color='black', lw=1.2, label='real')
       for name, recon in reconstructions.items():
         ax.plot(t, recon[row, :samples, index], lw=0.9, label=name)
       ax.set_title(f'record {row + 1}, lead {lead}', fontsize=9)
       ax.set_ylabel('mV')
-  axes[-1, 0].set_xlabel('s')
-  axes[-1, 1].set_xlabel('s')
+  for ax in axes[-1]:
+    ax.set_xlabel('s')
   axes[0, 0].legend(fontsize=8, loc='upper right')
   fig.tight_layout()
   Path(out).parent.mkdir(parents=True, exist_ok=True)
