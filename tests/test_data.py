@@ -65,6 +65,9 @@ def test_beat_diagnostics_split_the_rate_error_of_a_pause_from_the_rhythm():
   first_band = bands['60-80']  # the ECG with the dropped beat
   assert first_band['records'] == 1 and first_band['pauses'] == 1.0
   assert first_band['mean_rr']['bias_bpm'] < -5 and abs(first_band['median_rr']['bias_bpm']) < 2
+  second = summary['second_detector']
+  assert second['pauses'] == dict(generated=0.5, real=0.0) and second['pauses_both_detectors'] == 0.5
+  assert second['mean_rr']['real']['mae_bpm'] < 2 and second['mean_rr']['generated']['bias_bpm'] < -2
 
 
 def test_nan_samples_are_replaced_and_counted():
@@ -173,6 +176,33 @@ def test_heart_rate_agrees_with_xqrs_on_ludb():
   difference = np.abs(ours[both] - theirs[both])
   assert both.sum() >= 25
   assert np.median(difference) < 1.0 and np.mean(difference <= 5.0) >= 0.9
+
+
+def test_second_detector_reads_rates_and_pauses_at_the_models_sample_rate():
+  batch = np.stack([synthetic_ecg(60), synthetic_ecg(120, seed=1), synthetic_ecg(60, dropped=(4,)),
+                    np.zeros((1024, 12))])
+  rates, ratios = heart_rate.second_detector(batch)
+  assert rates.shape == ratios.shape == (4,)
+  assert abs(rates[0] - 60) < 2 and abs(rates[1] - 120) < 2 and rates[2] < 55
+  assert ratios[0] < heart_rate.PAUSE_RATIO and ratios[1] < heart_rate.PAUSE_RATIO
+  assert ratios[2] == pytest.approx(2.0, abs=0.1)
+  assert np.isnan(rates[3]) and np.isnan(ratios[3])
+
+
+def test_second_detector_agrees_with_ours_on_ludb_at_102_hz():
+  """On real ECGs at the model's rate, as the evaluation runs it: the upsampling is what makes
+  XQRS usable there."""
+  records = (ludb.BUNDLED_DIR / 'RECORDS').read_text().split()[:20]
+  batch = []
+  for line in records:
+    record = wfdb.rdrecord(str(ludb.BUNDLED_DIR / line))
+    signal = record.p_signal[:, preprocessing.standard_lead_order(record.sig_name)]
+    batch.append(preprocessing.resample(preprocessing.replace_nans(signal)[0]))
+  batch = np.stack(batch)
+  rates, ratios = heart_rate.second_detector(batch)
+  difference = np.abs(rates - heart_rate.heart_rate(batch))
+  assert np.mean(np.isfinite(rates)) >= 0.9
+  assert np.nanmedian(difference) < 1.0 and np.nanmean(ratios > heart_rate.PAUSE_RATIO) <= 0.1
 
 
 def test_rates_by_phrase_counts_matching_records_and_rates_above():

@@ -190,6 +190,14 @@ def test_evaluate_writes_metrics_and_report_and_is_deterministic(trained_workdir
     assert f['generated'].shape == f['real'].shape == (12, 1024, 12)
     assert summary['feature']['rhythm_pauses']['real'] == pytest.approx(
         heart_rate.pause_share(heart_rate.longest_rr_ratio(f['real'])))
+    rates, ratios = heart_rate.second_detector(f['generated'])
+    assert summary['feature']['rhythm_pauses_xqrs']['generated'] == pytest.approx(
+        heart_rate.pause_share(ratios), nan_ok=True)
+    requested = f['requested_hr']
+    measured = np.isfinite(rates)
+    assert summary['feature']['heart_rate_mae_bpm_xqrs']['generated'] == pytest.approx(
+        np.mean(np.abs(rates[measured] - requested[measured])) if measured.any() else np.nan,
+        nan_ok=True)
     assert summary['signal']['mae_mv']['generated'] == pytest.approx(
         np.mean(np.abs(f['generated'].astype(np.float64) - f['real'])), rel=1e-6)
     assert summary['signal']['flat_line_mae_mv'] == pytest.approx(np.mean(np.abs(f['real'])),

@@ -1,6 +1,7 @@
 """Why generated ECGs read slow: the heart-rate error by requested rate, with the mean-RR rate
 (evaluate.py's) beside the median-RR rate (which a single dropped beat barely moves), and the
-share of ECGs with a pause. scripts/beat_diagnostics.py runs it on an evaluation's output."""
+share of ECGs with a pause, also as an independent detector (wfdb's XQRS on lead II) reads them.
+scripts/beat_diagnostics.py runs it on an evaluation's output."""
 import warnings
 
 import numpy as np
@@ -33,6 +34,11 @@ def diagnose(generated, real, requested) -> dict:
   ratio_generated = hr_detector.longest_rr_ratio(generated)
   ratio_real = hr_detector.longest_rr_ratio(real)
   share = lambda ratio: round(hr_detector.pause_share(ratio), 3)
+  xqrs_generated, xqrs_ratio_generated = hr_detector.second_detector(generated)
+  xqrs_real, xqrs_ratio_real = hr_detector.second_detector(real)
+  # Pauses both detectors see: a beat missing from the signal rather than one detector's miss.
+  both = np.where(np.isfinite(ratio_generated) & np.isfinite(xqrs_ratio_generated),
+                  np.minimum(ratio_generated, xqrs_ratio_generated), np.nan)
   bands = []
   for low, high in RATE_BANDS:
     band = (requested >= low) & (requested < high)
@@ -45,4 +51,10 @@ def diagnose(generated, real, requested) -> dict:
               pauses=dict(generated=share(ratio_generated), real=share(ratio_real)),
               all=dict(mean_rr=error_row(mean_rr, requested),
                        median_rr=error_row(median_rr, requested)),
-              by_requested_rate=bands)
+              by_requested_rate=bands,
+              second_detector=dict(
+                  method=f"wfdb's XQRS on lead II, upsampled {hr_detector.XQRS_UPSAMPLE} times",
+                  pauses=dict(generated=share(xqrs_ratio_generated), real=share(xqrs_ratio_real)),
+                  pauses_both_detectors=share(both),
+                  mean_rr=dict(generated=error_row(xqrs_generated, requested),
+                               real=error_row(xqrs_real, requested))))

@@ -71,6 +71,9 @@ def score(features: ClipFeatures, real_ecg, generated_ecg, text_embedding, reque
   # Dropped or undetected beats, which pull the measured (mean-RR) rate down.
   pauses_generated = hr_detector.pause_share(hr_detector.longest_rr_ratio(generated_ecg))
   pauses_real = hr_detector.pause_share(hr_detector.longest_rr_ratio(real_ecg))
+  # Rate and pauses again from an independent detector, so that neither rests on one algorithm.
+  xqrs_rate_generated, xqrs_ratio_generated = hr_detector.second_detector(generated_ecg)
+  xqrs_rate_real, xqrs_ratio_real = hr_detector.second_detector(real_ecg)
 
   fid = metrics.fid(generated_features, real_features)
   fid_real_halves = metrics.fid(real_features[a], real_features[b])
@@ -94,7 +97,12 @@ def score(features: ClipFeatures, real_ecg, generated_ecg, text_embedding, reque
                   flat_line_mae_mv=float(np.mean(np.abs(real_ecg)))),
       feature=dict(heart_rate_mae_bpm=pair(hr_generated, hr_real),
                    heart_rate_unmeasured=pair(unmeasured_generated, unmeasured_real),
-                   rhythm_pauses=pair(pauses_generated, pauses_real)),
+                   rhythm_pauses=pair(pauses_generated, pauses_real),
+                   heart_rate_mae_bpm_xqrs=pair(
+                       heart_rate_error(xqrs_rate_generated, requested_hr)[0],
+                       heart_rate_error(xqrs_rate_real, requested_hr)[0]),
+                   rhythm_pauses_xqrs=pair(hr_detector.pause_share(xqrs_ratio_generated),
+                                           hr_detector.pause_share(xqrs_ratio_real))),
       diagnostic=dict(
           fid=pair(fid, fid_real_halves),
           fid_halves=pair(metrics.fid(generated_features[a], real_features[b]), fid_real_halves),

@@ -22,6 +22,10 @@ ROWS = (
     ('feature', 'heart_rate_unmeasured', 'ECGs with no measurable rate', 'real ECGs', 'lower'),
     ('feature', 'rhythm_pauses', 'ECGs with a pause (RR > 1.5 x median RR)', 'real ECGs',
      'lower'),
+    ('feature', 'heart_rate_mae_bpm_xqrs', 'heart-rate MAE (bpm), second detector (XQRS, lead '
+     'II)', 'measured on the real ECG vs its recorded rate', 'lower'),
+    ('feature', 'rhythm_pauses_xqrs', 'ECGs with a pause, second detector (XQRS, lead II)',
+     'real ECGs', 'lower'),
     ('diagnostic', 'fid', 'FID (paper: all generated vs all real)', 'real A vs real B', 'lower'),
     ('diagnostic', 'fid_halves', 'FID (generated A vs real B)', 'real A vs real B', 'lower'),
     ('diagnostic', 'rfid', 'rFID = FID / FID(real A, real B)', 'by definition', 'lower'),
