@@ -190,6 +190,7 @@ def test_evaluate_writes_metrics_and_report_and_is_deterministic(trained_workdir
     assert f['generated'].shape == f['real'].shape == (12, 1024, 12)
     assert summary['feature']['rhythm_pauses']['real'] == pytest.approx(
         heart_rate.pause_share(heart_rate.longest_rr_ratio(f['real'])))
+    assert 'second detector (XQRS, lead II): MAE' in (first / 'report.md').read_text()
     rates, ratios = heart_rate.second_detector(f['generated'])
     assert summary['feature']['rhythm_pauses_xqrs']['generated'] == pytest.approx(
         heart_rate.pause_share(ratios), nan_ok=True)

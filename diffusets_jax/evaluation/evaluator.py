@@ -208,11 +208,14 @@ def heart_rate_sweep(generator: Generator, evaluation, settings, seed) -> dict:
                      measured=int(len(ok)), samples=int(len(values)),
                      pauses=hr_detector.pause_share(longest_rr[rates == rate])))
   mae, unmeasured = heart_rate_error(measured, rates)
+  xqrs_rate, xqrs_ratio = hr_detector.second_detector(ecg)
   report = (evaluation.sweep_report if evaluation.sweep_reports == 'single'
             else CONSISTENT_SWEEP)
   return dict(reports=evaluation.sweep_reports, report=report, age=float(evaluation.sweep_age),
               sex=evaluation.sweep_sex, rows=rows, mae_bpm=mae, unmeasured=unmeasured,
-              pauses=hr_detector.pause_share(longest_rr), ecg=ecg, requested=rates,
+              pauses=hr_detector.pause_share(longest_rr),
+              mae_bpm_xqrs=heart_rate_error(xqrs_rate, rates)[0],
+              pauses_xqrs=hr_detector.pause_share(xqrs_ratio), ecg=ecg, requested=rates,
               measured_hr=measured)
 
 

@@ -186,6 +186,9 @@ def markdown(summary: dict, figures: dict) -> str:
   sweep = summary.get('heart_rate_sweep')
   if sweep:
     pauses = (f'; ECGs with a pause {100 * sweep["pauses"]:.0f} %' if 'pauses' in sweep else '')
+    if 'mae_bpm_xqrs' in sweep:
+      pauses += (f'; second detector (XQRS, lead II): MAE {fmt(sweep["mae_bpm_xqrs"])} bpm, '
+                 f'pauses {100 * sweep["pauses_xqrs"]:.0f} %')
     lines += ['', '## Heart-rate sweep', '',
               f'Reports {sweep.get("reports", "single")}: "{sweep["report"]}", age '
               f'{sweep["age"]:g}, sex {sweep["sex"]}; MAE {fmt(sweep["mae_bpm"])} bpm; '
