@@ -9,9 +9,10 @@ named after --tag:
   a pause (longest RR interval > 1.5 x the median RR) and, per band of requested rate, the
   heart-rate MAE and bias of the evaluation's rate (mean RR) beside the rate from the median
   RR. The median-RR rate is a diagnostic that a single pause barely moves; the evaluation's
-  metric stays the mean-RR rate.
+  metric stays the mean-RR rate. Beside them, the pauses and rate error from the second,
+  independent detector (wfdb's XQRS on lead II), and the share of pauses both detectors flag.
 - pauses_TAG.png (pauses.png): lead II and V2 of the first generated ECGs with a pause, with
-  the detected beats.
+  the beats each detector found.
 """
 import argparse
 import json
@@ -37,19 +38,24 @@ def plot_pauses(generated, requested, record_ids, path: Path, count: int = 6):
     return False
   beats = hr_detector.detect_beats(np.asarray(generated, np.float64))
   rates = hr_detector.heart_rate(np.asarray(generated, np.float64))
+  xqrs_ratio = hr_detector.second_detector(generated[picks])[1]
   t = np.arange(generated.shape[1]) / SAMPLE_RATE_HZ
   fig, axes = plt.subplots(len(picks), 1, figsize=(13, 2.1 * len(picks)), squeeze=False)
-  for ax, i in zip(axes[:, 0], picks):
+  for ax, i, second_ratio in zip(axes[:, 0], picks, xqrs_ratio):
     ax.plot(t, generated[i, :, LEAD_II], lw=0.8, label='II')
     ax.plot(t, generated[i, :, LEAD_V2] - 2.0, lw=0.8, label='V2 (offset -2 mV)')
     for position in np.flatnonzero(beats[i]):
       ax.axvline(position / SAMPLE_RATE_HZ, color='red', lw=0.6, alpha=0.6)
+    xqrs = hr_detector.second_detector_beats(generated[i, :, LEAD_II]) / SAMPLE_RATE_HZ
+    top = generated[i, :, LEAD_II].max() + 0.3
+    ax.plot(xqrs, np.full(len(xqrs), top), 'v', color='black', ms=4,
+            label='second detector (XQRS, II)')
     ax.set_title(f'record {record_ids[i]}: requested {requested[i]:.0f} bpm, measured '
-                 f'{rates[i]:.0f} bpm (mean RR), longest RR / median RR {ratio[i]:.1f}',
-                 fontsize=9)
+                 f'{rates[i]:.0f} bpm (mean RR), longest RR / median RR {ratio[i]:.1f} '
+                 f'(second detector {second_ratio:.1f})', fontsize=9)
     ax.set_ylabel('mV')
   axes[0, 0].legend(fontsize=8, loc='upper right')
-  axes[-1, 0].set_xlabel('s (red: detected beats)')
+  axes[-1, 0].set_xlabel('s (red lines: detected beats; black marks: the second detector\'s)')
   fig.tight_layout()
   fig.savefig(path, dpi=80)
   plt.close(fig)

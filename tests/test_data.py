@@ -1,8 +1,9 @@
 """The LUDB builder, preprocessing and the heart-rate detector."""
+import json
 import shutil
 import subprocess
 import sys
-import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,6 +69,24 @@ def test_beat_diagnostics_split_the_rate_error_of_a_pause_from_the_rhythm():
   second = summary['second_detector']
   assert second['pauses'] == dict(generated=0.5, real=0.0) and second['pauses_both_detectors'] == 0.5
   assert second['mean_rr']['real']['mae_bpm'] < 2 and second['mean_rr']['generated']['bias_bpm'] < -2
+
+
+def test_beat_diagnostics_script_writes_both_detectors_figures(tmp_path):
+  from PIL import Image
+  generated = np.stack([synthetic_ecg(60, dropped=(4,)), synthetic_ecg(90, seed=2),
+                        synthetic_ecg(75, seed=5)])
+  real = np.stack([synthetic_ecg(60, seed=3), synthetic_ecg(90, seed=4), synthetic_ecg(75, seed=6)])
+  np.savez(tmp_path / 'generated.npz', generated=generated, real=real,
+           requested_hr=np.array([60.0, 90.0, 75.0]), record_id=np.array(['1', '2', '3']))
+  run = subprocess.run([sys.executable, 'scripts/beat_diagnostics.py', '--evaluation', tmp_path,
+                        '--out', tmp_path / 'out', '--tag', 't'], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+  assert run.returncode == 0, run.stderr[-2000:]
+  summary = json.loads((tmp_path / 'out' / 't.json').read_text())
+  assert summary['pauses']['generated'] == pytest.approx(1 / 3, abs=1e-3)
+  assert summary['second_detector']['pauses']['generated'] == pytest.approx(1 / 3, abs=1e-3)
+  figure = np.asarray(Image.open(tmp_path / 'out' / 'pauses_t.png').convert('L'))
+  assert figure.std() > 10  # drawn, not blank
 
 
 def test_nan_samples_are_replaced_and_counted():

@@ -121,19 +121,25 @@ def xqrs_rate(lead_ii: np.ndarray, fs: float) -> float:
 XQRS_UPSAMPLE = 5
 
 
+def second_detector_beats(lead: np.ndarray, fs: float = SAMPLE_RATE_HZ) -> np.ndarray:
+  """Beat positions, in samples at `fs` (fractional), that XQRS finds in one lead upsampled
+  XQRS_UPSAMPLE times."""
+  upsampled = scipy.signal.resample_poly(np.asarray(lead, np.float64), XQRS_UPSAMPLE, 1)
+  return xqrs_beats(upsampled, XQRS_UPSAMPLE * fs) / XQRS_UPSAMPLE
+
+
 def second_detector(ecg: np.ndarray, fs: float = SAMPLE_RATE_HZ, lead: int = 1):
   """(batch, length, leads) mV -> (rate in bpm, longest RR / median RR), each (batch,), from
   wfdb's XQRS on lead II upsampled XQRS_UPSAMPLE times: an algorithm independent of this
   module's, for reading the rate and the pauses beside it. NaN where it finds under three beats."""
   ecg = np.asarray(ecg, np.float64)
-  upsampled = scipy.signal.resample_poly(ecg[:, :, lead], XQRS_UPSAMPLE, 1, axis=1)
   rates = np.full(len(ecg), np.nan)
   ratios = np.full(len(ecg), np.nan)
-  for i, signal in enumerate(upsampled):
-    beats = xqrs_beats(signal, XQRS_UPSAMPLE * fs)
+  for i, signal in enumerate(ecg[:, :, lead]):
+    beats = second_detector_beats(signal, fs)
     if len(beats) >= 3:
       rr = np.diff(beats)
-      rates[i] = 60.0 * XQRS_UPSAMPLE * fs * (len(beats) - 1) / (beats[-1] - beats[0])
+      rates[i] = 60.0 * fs * (len(beats) - 1) / (beats[-1] - beats[0])
       ratios[i] = rr.max() / np.median(rr)
   return rates, ratios
 
