@@ -38,6 +38,15 @@ def test_mean_sd_and_range_per_metric():
   assert '| FID | 0 | 2 | 4 | 2 | 2 | 0 - 4 | 4 (3 - 5) |' in table
 
 
+def test_second_detector_rows_come_where_the_runs_have_them():
+  runs = [metrics(seed, 9.0, 3.0, feature=dict(
+      heart_rate_mae_bpm=dict(generated=9.0, real=0.0),
+      rhythm_pauses_xqrs=dict(generated=0.1 * (seed + 1), real=0.02))) for seed in range(2)]
+  rows = {row['metric']: row for row in seed_spread.spread(runs, ['a', 'b'])['rows']}
+  assert rows['ECGs with a pause, second detector']['generated']['values'] == [0.1, 0.2]
+  assert 'heart-rate MAE, second detector (bpm)' not in rows  # older runs lack it
+
+
 @pytest.mark.parametrize('field, value', [('guidance_scale', 5.0), ('split', 'val'),
                                           ('workdir', 'runs/other')])
 def test_runs_that_differ_in_more_than_the_seed_are_refused(field, value):
