@@ -15,27 +15,16 @@ import dataclasses
 
 import jax
 import numpy as np
-from flax import traverse_util
 
-from diffusets_jax.store import exported, open_model
-
-
-def differing_tensors(a, b) -> list[str]:
-  """Names of the tensors that are missing from one tree or differ in value."""
-  a = traverse_util.flatten_dict(a, sep='/')
-  b = traverse_util.flatten_dict(b, sep='/')
-  return sorted(name for name in a.keys() | b.keys()
-                if name not in a or name not in b or not np.array_equal(a[name], b[name]))
+from diffusets_jax.store import exported, loading, open_model
 
 
 def average_unets(base, other, weight: float):
   if not 0.0 <= weight <= 1.0:
     raise ValueError(f'--weight is the share of the other U-Net in [0, 1], got {weight}')
-  differ = differing_tensors(base.vae_params['encoder'], other.vae_params['encoder'])
-  if differ or base.config.vae.latent_scale != other.config.vae.latent_scale:
-    what = (f'encoder tensor {differ[0]}, {len(differ)} in all' if differ else
-            f'latent_scale {other.config.vae.latent_scale} against {base.config.vae.latent_scale}')
-    raise ValueError(f'{other.source} has other latents than {base.source} ({what}): its U-Net '
+  differ = loading.latents_differ(base.config, base.vae_params, other.config, other.vae_params)
+  if differ:
+    raise ValueError(f'{other.source} has other latents than {base.source} ({differ}): its U-Net '
                      f'was trained on them')
   if jax.tree.structure(base.unet_params) != jax.tree.structure(other.unet_params):
     raise ValueError(f'the U-Nets of {base.source} and {other.source} differ in architecture')

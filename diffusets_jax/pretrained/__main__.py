@@ -16,9 +16,6 @@ import argparse
 import dataclasses
 import json
 
-import numpy as np
-from flax import traverse_util
-
 from diffusets_jax import pretrained
 from diffusets_jax.models import limb_leads
 from diffusets_jax.store import exported, loading, open_model
@@ -41,17 +38,11 @@ def with_vae_from(model, folder):
   the config's vae section (how it was trained) are the workdir's."""
   config = workdirs.load_config(folder)
   params = loading.workdir_vae_params(config, folder)
-  ours = traverse_util.flatten_dict(model.vae_params['encoder'], sep='/')
-  theirs = traverse_util.flatten_dict(params['encoder'], sep='/')
-  differ = sorted(name for name in ours
-                  if name not in theirs or not np.array_equal(ours[name], theirs[name]))
-  if differ or set(theirs) != set(ours):
-    raise ValueError(f'the VAE in {folder} has another encoder than {model.source} '
-                     f'({", ".join(differ[:2]) or "other tensors"}): the U-Net\'s latents would '
-                     f'not be its; only a decoder fine-tuned with vae.train_encoder=False swaps')
-  if config.vae.latent_scale != model.config.vae.latent_scale:
-    raise ValueError(f'the VAE in {folder} has latent_scale {config.vae.latent_scale}, '
-                     f'{model.source} {model.config.vae.latent_scale}')
+  differ = loading.latents_differ(model.config, model.vae_params, config, params)
+  if differ:
+    raise ValueError(f'the VAE in {folder} has another encoder or latent scale than '
+                     f'{model.source} ({differ}): the U-Net\'s latents would not be its; only a '
+                     f'decoder fine-tuned with vae.train_encoder=False swaps')
   merged = model.config.copy_and_resolve_references()
   merged.vae = config.vae
   return dataclasses.replace(model, config=merged, vae_params=params)

@@ -73,6 +73,22 @@ def reference_time_tables(folder) -> dict | None:
     return dict(tables)
 
 
+def latents_differ(config, vae_params, other_config, other_vae_params) -> str:
+  """How two VAEs would encode differently, '' where they encode alike: the encoder tensors that
+  differ (or are missing from one), else a differing latent_scale. A U-Net trained on one's
+  latents is valid for the other only where this is ''; their decoders may differ."""
+  ours = traverse_util.flatten_dict(vae_params['encoder'], sep='/')
+  theirs = traverse_util.flatten_dict(other_vae_params['encoder'], sep='/')
+  differ = sorted(name for name in ours.keys() | theirs.keys()
+                  if name not in ours or name not in theirs
+                  or not np.array_equal(ours[name], theirs[name]))
+  if differ:
+    return f'encoder tensors {", ".join(differ[:2])}, {len(differ)} in all'
+  if config.vae.latent_scale != other_config.vae.latent_scale:
+    return f'latent_scale {other_config.vae.latent_scale} against {config.vae.latent_scale}'
+  return ''
+
+
 def init_source_name(config) -> str:
   return ('the shipped model' if config.train.init_from == PRETRAINED
           else f'the model in {config.train.init_from}')
