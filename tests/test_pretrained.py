@@ -233,8 +233,11 @@ def recorded_samples(gen):
   return dict(eta3_guided=guided, deterministic_unguided=plain)
 
 
-def test_samples_are_byte_identical_to_the_recorded_ones():
-  # A refactor that changes what is computed (weights, keys, ops) changes these bytes. The
+def test_samples_are_the_recorded_ones_to_float32_rounding():
+  # A refactor that changes what is computed (weights, keys, ops) changes these samples by
+  # hundredths of a mV and more. Not byte for byte: XLA compiles for the processor it runs on,
+  # and on another CPU (AVX-512 against AVX2) the same program rounds differently, by up to
+  # 1.1e-5 mV here after 10 steps at eta 3; 1e-4 leaves ten times that. The
   # samples recorded before the shipped decoder was fine-tuned against a discriminator (encoder
   # frozen, docs/experiments/vae_decoder_adversarial.md) come from the same U-Net and latents:
   # the same ECGs, beat for beat, with another decoder's detail.
@@ -246,7 +249,7 @@ def test_samples_are_byte_identical_to_the_recorded_ones():
   with np.load(fixtures / 'pretrained_samples_golden.npz') as recorded, \
        np.load(fixtures / 'pretrained_samples_golden_folded_decoder.npz') as before:
     for key, value in samples.items():
-      np.testing.assert_array_equal(value, recorded[key])
+      np.testing.assert_allclose(value, recorded[key], rtol=0, atol=1e-4)
       correlation = [np.corrcoef(value[i, :, lead], before[key][i, :, lead])[0, 1]
                      for i in range(len(value)) for lead in range(12)]
       assert np.median(correlation) > 0.9 and np.abs(value - before[key]).max() > 0.01
