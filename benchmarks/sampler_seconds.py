@@ -10,7 +10,6 @@ time is reported apart; a warm-up call, then the median of --repeats calls, each
 `block_until_ready`. Writes JSON with the device, versions and command.
 """
 import argparse
-import json
 import sys
 import time
 

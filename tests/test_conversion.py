@@ -211,7 +211,7 @@ def test_wrong_time_tables_are_refused(paper_config, reference_unet, make, expec
 def test_converted_model_runs_on_the_checkpoints_own_tables(paper_config, reference_unet):
   """The time embedding of the converted U-Net equals the PyTorch single-op reference that
   indexes the checkpoint's own (torch float32) table, and the whole U-Net uses those tables."""
-  from diffusets_jax.models.unet import TimeEmbedding, UNet
+  from diffusets_jax.models.unet import TimeEmbedding
   target = jax.eval_shape(lambda: factory.init_unet(paper_config, jax.random.PRNGKey(0)))
   params = ref.unet_from_reference(reference_unet, target)
   names = ref.time_table_names(target)
