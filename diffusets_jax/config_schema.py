@@ -188,6 +188,9 @@ def get_config() -> ml_collections.ConfigDict:
   # VAE encodes the latents (no vae stage) and its U-Net (EMA) weights start the U-Net;
   # parameters it lacks (a new option's) keep their initial values. The optimiser starts afresh.
   config.train.init_from = ''
+  # With init_from set: False takes only its VAE (and so its latents) and starts the U-Net
+  # afresh, e.g. one of another size on the shipped model's latents.
+  config.train.init_unet = True
   config.train.keep_checkpoints = 3
   # The diffusion loss on (at most heldout_records of) the val latents, with the sampling weights,
   # every this many steps -> diffusion/heldout.jsonl (training/heldout.py); 0: off.

@@ -96,3 +96,60 @@ def test_gpu_check_smoke_runs_every_part(tmp_path, part):
     assert report['float32_outputs_agree'], compared
   if part == 'sampling':
     assert {r['sampler'] for r in report['sampling']} == {'ddim-50', 'ddpm-1000'}
+
+
+def test_gpu_training_needs_no_data_pipeline_and_its_weights_assemble(trained_workdir, tmp_path):
+  # The GPU machine has no tensorflow-datasets, array_record, wfdb or MiniLM package: with them
+  # hidden, the run trains a fresh, larger U-Net on the carried latents, and what it returns
+  # becomes a model folder with that U-Net and the VAE its config names.
+  import os
+  import numpy as np
+  from flax import traverse_util
+  from safetensors.numpy import load_file
+  from diffusets_jax.store import exported, loading
+  source = exported.export(loading.open_model(trained_workdir), tmp_path / 'source')
+  (tmp_path / 'gpu_config.py').write_text(f'''
+import json
+from diffusets_jax import config_schema
+def get_config():
+  config = config_schema.with_defaults(json.loads(open({str(source / 'config.json')!r}).read()))
+  config.train.init_from = {str(source)!r}
+  config.train.init_unet = False
+  config.unet.num_levels = 4
+  return config
+''')
+  out = tmp_path / 'returned'
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / 'tests' / 'gpu_machine_imports'),
+                                                     str(ROOT)]))
+  arguments = ['--config', tmp_path / 'gpu_config.py', '--latents', trained_workdir / 'latents',
+               '--minutes', 1, '--max_steps', 6, '--out', out, '--workdir', tmp_path / 'work']
+  result = subprocess.run([sys.executable, 'benchmarks/gpu_training.py', *map(str, arguments)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  run_record = json.loads((out / 'run.json').read_text())
+  # 160 latents in batches of 8: 20 steps an epoch, so 6 steps round up to one whole epoch.
+  assert (run_record['steps'], run_record['epochs'], run_record['unet_step']) == (20, 1, 20)
+  assert run_record['heldout'] and run_record['compile_s'] > 0
+  assert run_record['config']['unet']['num_levels'] == 4
+  shard = load_file(str(out / 'unet-00001-of-00001.safetensors'))
+
+  run('benchmarks/gpu_training.py', '--assemble', out, '--out', tmp_path / 'model')
+  model = loading.open_model(tmp_path / 'model')
+  unet = traverse_util.flatten_dict(model.unet_params, sep='/')
+  assert set(unet) == {name[len('unet/'):] for name in shard}
+  assert all(np.array_equal(unet[name[len('unet/'):]], value) for name, value in shard.items())
+  assert model.config.unet.num_levels == 4
+  vae = traverse_util.flatten_dict(loading.open_model(source).vae_params, sep='/')
+  assert all(np.array_equal(value, vae[name]) for name, value in
+             traverse_util.flatten_dict(model.vae_params, sep='/').items())
+
+
+def test_gpu_training_shards_stay_under_the_return_limit():
+  sys.path.insert(0, str(ROOT / 'benchmarks'))
+  import numpy as np
+  from gpu_training import shard_names, shard_tensors
+  tensors = {f't{i}': np.zeros(i * 10, np.float32) for i in range(1, 8)}   # 40-280 bytes
+  shards = shard_tensors(tensors, limit=400)
+  assert [sorted(s) for s in shards] == [['t1', 't2', 't3', 't4'], ['t5'], ['t6'], ['t7']]
+  assert all(sum(t.nbytes for t in s.values()) <= 400 for s in shards)
+  assert shard_names(2) == ['unet-00001-of-00002.safetensors', 'unet-00002-of-00002.safetensors']

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import wfdb
 
-from diffusets_jax.datasets import heart_rate, input_pipeline, ludb, preprocessing
+from diffusets_jax import batching
+from diffusets_jax.datasets import heart_rate, ludb, preprocessing
 
 
 def synthetic_ecg(bpm: float, fs: float = 102.4, seconds: float = 10.0, seed: int = 0,
@@ -169,16 +170,16 @@ def test_reading_needs_no_tensorflow(tfds_dir):
 
 
 def test_batches_depend_only_on_the_step_and_split_over_devices():
-  a = input_pipeline.batch_indices(7, 160, 32, seed=0)
-  assert np.array_equal(a, input_pipeline.batch_indices(7, 160, 32, seed=0))
-  epoch = np.concatenate([input_pipeline.batch_indices(s, 160, 32, 0) for s in range(5)])
+  a = batching.batch_indices(7, 160, 32, seed=0)
+  assert np.array_equal(a, batching.batch_indices(7, 160, 32, seed=0))
+  epoch = np.concatenate([batching.batch_indices(s, 160, 32, 0) for s in range(5)])
   assert sorted(epoch) == list(range(160))
-  sharded = input_pipeline.shard({'x': np.zeros((8, 3))}, num_devices=4)
+  sharded = batching.shard({'x': np.zeros((8, 3))}, num_devices=4)
   assert sharded['x'].shape == (4, 2, 3)
   with pytest.raises(ValueError, match='divisible by 4'):
-    input_pipeline.shard({'x': np.zeros((6, 3))}, num_devices=4)
+    batching.shard({'x': np.zeros((6, 3))}, num_devices=4)
   with pytest.raises(ValueError, match='larger than the 10 training'):
-    input_pipeline.steps_per_epoch(10, 32)
+    batching.steps_per_epoch(10, 32)
 
 
 def test_heart_rate_agrees_with_xqrs_on_ludb():

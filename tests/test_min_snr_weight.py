@@ -8,7 +8,7 @@ import pytest
 
 from configs import diffusets
 from diffusets_jax import config_validation
-from diffusets_jax.datasets import input_pipeline
+from diffusets_jax import batching
 from diffusets_jax.diffusion.schedule import linear_schedule
 from diffusets_jax.io import plots
 from diffusets_jax.models import factory, unet
@@ -87,7 +87,7 @@ def test_train_step_optimises_the_weighted_loss(config):
   batch = 4
   latent = rng.standard_normal((batch,) + factory.latent_shape(config)).astype(np.float32)
   cond = rng.standard_normal((batch, factory.condition_dim(config))).astype(np.float32)
-  data = input_pipeline.shard(dict(latent=latent, cond=cond, example_index=np.arange(batch)))
+  data = batching.shard(dict(latent=latent, cond=cond, example_index=np.arange(batch)))
   before = jax.tree_util.tree_leaves(state.params)
   new_state, metrics = p_step(steps.replicate(state), data, jax.random.PRNGKey(0))
   assert 0 < float(metrics['loss'][0]) <= float(metrics['unweighted_loss'][0])

@@ -125,3 +125,20 @@ print(json.dumps(sorted(sys.modules)))
                'diffusets_jax.training.stages', 'diffusets_jax.training.loop',
                'diffusets_jax.datasets.input_pipeline')
   assert not [name for name in forbidden if name in loaded]
+
+
+def test_the_diffusion_stage_loads_no_dataset_or_api_libraries():
+  # The U-Net trains on a GPU machine from carried latents (benchmarks/gpu_training.py), where
+  # neither the data pipeline nor the API client is installed.
+  code = '''
+import json, sys
+sys.path[:0] = ['.', 'benchmarks']
+import diffusets_jax.training.diffusion_stage, gpu_training
+print(json.dumps(sorted(sys.modules)))
+'''
+  run = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr[-3000:]
+  loaded = set(json.loads(run.stdout.strip().splitlines()[-1]))
+  forbidden = ('tensorflow_datasets', 'tensorflow', 'wfdb', 'openai', 'array_record',
+               'diffusets_jax.datasets.input_pipeline', 'diffusets_jax.training.stages')
+  assert not [name for name in forbidden if name in loaded]

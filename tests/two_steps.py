@@ -8,7 +8,7 @@ import jax
 
 sys.path.insert(0, '.')
 from tests.conftest import micro_config  # noqa: E402
-from diffusets_jax.datasets import input_pipeline  # noqa: E402
+from diffusets_jax import batching  # noqa: E402
 from diffusets_jax.models import factory  # noqa: E402
 from diffusets_jax import train_state  # noqa: E402
 from diffusets_jax.diffusion import schedule  # noqa: E402
@@ -24,7 +24,7 @@ def main():
   p_step, state = steps.make_vae_step(vae), steps.replicate(state)
   ecg = rng.standard_normal((2, batch, 1024, 12)).astype(np.float32)
   for step in range(2):
-    data = input_pipeline.shard(dict(ecg=ecg[step], example_index=np.arange(batch)))
+    data = batching.shard(dict(ecg=ecg[step], example_index=np.arange(batch)))
     state, metrics = p_step(state, data, jax.random.PRNGKey(step), 0.5)
     losses['vae'].append(float(metrics['loss'][0]))
   unet, state = train_state.unet_state(config, 10)
@@ -33,7 +33,7 @@ def main():
   latent = 0.2 * rng.standard_normal((2, batch) + factory.latent_shape(config)).astype(np.float32)
   cond = rng.standard_normal((2, batch, factory.condition_dim(config))).astype(np.float32)
   for step in range(2):
-    data = input_pipeline.shard(dict(latent=latent[step], cond=cond[step],
+    data = batching.shard(dict(latent=latent[step], cond=cond[step],
                                      example_index=np.arange(batch)))
     state, metrics = p_step(state, data, jax.random.PRNGKey(step))
     losses['diffusion'].append(float(metrics['loss'][0]))
@@ -41,7 +41,7 @@ def main():
   p_step, state = steps.make_clip_step(clip), steps.replicate(state)
   text = rng.standard_normal((2, batch, factory.condition_dim(config) - 3)).astype(np.float32)
   for step in range(2):
-    data = input_pipeline.shard(dict(ecg=ecg[step], text=text[step]))
+    data = batching.shard(dict(ecg=ecg[step], text=text[step]))
     state, metrics = p_step(state, data, jax.random.PRNGKey(step))
     losses['clip'].append(float(metrics['loss'][0]))
   print(json.dumps(losses))

@@ -59,18 +59,19 @@ def load(folder, source: str | None = None) -> TrainedModel:
                       unet_step=manifest.get('diffusion_step', 0))
 
 
-def export(model: TrainedModel, folder) -> Path:
-  """Writes a trained model's VAE and U-Net sampling weights, config and record to `folder`."""
+def export(model: TrainedModel, folder, max_bytes: int | None = MAX_BYTES) -> Path:
+  """Writes a trained model's VAE and U-Net sampling weights, config and record to `folder`;
+  refuses weights over max_bytes (None: no limit, for a model that is not shipped)."""
   folder = Path(folder)
   tensors = {**flat_tensors('vae', model.vae_params), **flat_tensors('unet', model.unet_params)}
   folder.mkdir(parents=True, exist_ok=True)
   tmp = folder / (WEIGHTS + '.tmp')
   save_file(tensors, str(tmp))
   size = tmp.stat().st_size
-  if size > MAX_BYTES:
+  if max_bytes is not None and size > max_bytes:
     tmp.unlink()
     raise ValueError(f'the weights take {size / 2**20:.1f} MiB, more than the '
-                     f'{MAX_BYTES / 2**20:.0f} MiB a package may ship; train a smaller model')
+                     f'{max_bytes / 2**20:.0f} MiB a package may ship; train a smaller model')
   tmp.replace(folder / WEIGHTS)
   write_atomic(folder / 'config.json', model.config.to_json(indent=1))
   write_atomic(folder / 'conditioning.json', json.dumps(model.conditioning, indent=1))

@@ -1,6 +1,6 @@
 """Stage `clip`: the ECG-text contrastive model the evaluation scores generated ECGs with, on
 the real training split (ECGs and the embeddings of their prompts)."""
-from diffusets_jax import train_state
+from diffusets_jax import batching, train_state
 from diffusets_jax.conditioning import text_encoders
 from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.models import factory
@@ -20,8 +20,8 @@ def train_clip(config, workdir, max_steps: int | None = None):
                                      progress=True)
   workdirs.write_conditioning(workdir, 'clip', dict(text=text_encoders.identity(config.text)))
   batch_size = config.clip.batch_size
-  rows = input_pipeline.process_rows(batch_size)
-  per_epoch = input_pipeline.steps_per_epoch(n, batch_size)
+  rows = batching.process_rows(batch_size)
+  per_epoch = batching.steps_per_epoch(n, batch_size)
   total = per_epoch * config.clip.epochs
   clip, state = train_state.clip_state(config, total)
   lr_fn = train_state.clip_lr(config, total)
@@ -29,7 +29,7 @@ def train_clip(config, workdir, max_steps: int | None = None):
            f'{total} steps of batch {batch_size} on {describe_devices()}')
 
   def batch_fn(step):
-    index = input_pipeline.batch_indices(step, n, batch_size, config.seed + 3)[rows]
+    index = batching.batch_indices(step, n, batch_size, config.seed + 3)[rows]
     return dict(ecg=input_pipeline.read_rows(source, index, 'ecg'), text=text[index])
 
   return run_loop('clip', config, workdir, state, steps.make_clip_step(clip), batch_fn,

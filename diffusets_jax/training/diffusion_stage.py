@@ -4,9 +4,8 @@ import json
 
 import numpy as np
 
-from diffusets_jax import train_state
+from diffusets_jax import batching, train_state
 from diffusets_jax.conditioning.record import check_record
-from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.diffusion.schedule import schedule_from_config
 from diffusets_jax.models import factory
 from diffusets_jax.store import loading
@@ -18,9 +17,10 @@ from diffusets_jax.training.loop import describe_devices, log_main, run_loop
 
 def initial_unet_state(config, total_steps: int):
   """unet_state, started from the (EMA) U-Net weights of the model train.init_from names:
-  weights, EMA and a fresh optimiser. A checkpoint in the workdir still wins."""
+  weights, EMA and a fresh optimiser (a fresh U-Net with train.init_unet False). A checkpoint in
+  the workdir still wins."""
   unet, state = train_state.unet_state(config, total_steps)
-  if not config.train.init_from:
+  if not config.train.init_from or not config.train.init_unet:
     return unet, state
   source = loading.init_source_name(config)
   shipped = loading.init_source(config).unet_params
@@ -51,7 +51,7 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
   workdirs.write_conditioning(workdir, 'diffusion', record)
   batch_size = config.diffusion.batch_size
   n = len(data['latent'])
-  per_epoch = input_pipeline.steps_per_epoch(n, batch_size)
+  per_epoch = batching.steps_per_epoch(n, batch_size)
   total = per_epoch * config.diffusion.epochs
   unet, state = initial_unet_state(config, total)
   d = config.diffusion
@@ -60,10 +60,10 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
            f'latents (std {data["latent"].std():.3f}), {total} steps of batch {batch_size} on '
            f'{describe_devices()}')
 
-  rows = input_pipeline.process_rows(batch_size)
+  rows = batching.process_rows(batch_size)
 
   def batch_fn(step):
-    index = input_pipeline.batch_indices(step, n, batch_size, config.seed)[rows]
+    index = batching.batch_indices(step, n, batch_size, config.seed)[rows]
     return dict(latent=data['latent'][index], cond=latent_conditions(data, index),
                 example_index=np.arange(batch_size)[rows])
 

@@ -7,7 +7,7 @@ collectives over all devices of all processes.
   python train.py ... --distributed
 
 Every process runs the same program; each reads only its own rows of each global batch
-(`input_pipeline.process_rows`). The workdir must be on a filesystem every process sees: the
+(`batching.process_rows`). The workdir must be on a filesystem every process sees: the
 checkpoints and latents are written there once and read by all.
 """
 import jax

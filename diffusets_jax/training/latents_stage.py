@@ -55,7 +55,7 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
   encoder = text_encoders.make_text_encoder(config.text) if main else None
   latent_shape = factory.latent_shape(config)
   size = config.diffusion.latent_encode_batch_size
-  rows = input_pipeline.process_rows(size)
+  rows = batching.process_rows(size)
   key = jax.random.PRNGKey(config.seed + 2)
   written, record = {}, None
   for split in SPLITS:  # train first: it defines the fill value for unknown ages
@@ -76,7 +76,7 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
         ecg[real] = input_pipeline.read_rows(source, mine[real], 'ecg')
       noise = np.asarray(jax.random.normal(jax.random.fold_in(key, start),
                                            (size,) + latent_shape))[rows]
-      latents.append(encode(*input_pipeline.shard((ecg, noise)))[:len(chunk)])
+      latents.append(encode(*batching.shard((ecg, noise)))[:len(chunk)])
     if main:
       data = input_pipeline.read_split_metadata(source)
       if record is None:

@@ -8,7 +8,7 @@ import jax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from diffusets_jax.datasets import input_pipeline
+from diffusets_jax import batching
 from diffusets_jax.store import workdir as workdirs
 from diffusets_jax.store.files import write_atomic
 from diffusets_jax.training import distributed, steps
@@ -75,7 +75,7 @@ def run_loop(stage, config, workdir, state, p_step, batch_fn, total_steps, lr_fn
   t0 = time.time()
   postfix = {}
   for step in bar:
-    batch = input_pipeline.shard(batch_fn(step))
+    batch = batching.shard(batch_fn(step))
     args = step_args_fn(step)
     replicated, metrics = p_step(replicated, batch, jax.random.fold_in(base_key, step),
                                  *args.values())

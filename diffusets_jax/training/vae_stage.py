@@ -2,7 +2,7 @@
 vae.train_encoder False, the decoder of a trained VAE fine-tuned (e.g. against a discriminator)."""
 import numpy as np
 
-from diffusets_jax import train_state
+from diffusets_jax import batching, train_state
 from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.models import factory
 from diffusets_jax.store import loading
@@ -21,8 +21,8 @@ def train_vae(config, workdir, max_steps: int | None = None):
   source = input_pipeline.open_split(config.data, 'train')
   n = len(source)
   batch_size = config.vae.batch_size
-  rows = input_pipeline.process_rows(batch_size)
-  per_epoch = input_pipeline.steps_per_epoch(n, batch_size)
+  rows = batching.process_rows(batch_size)
+  per_epoch = batching.steps_per_epoch(n, batch_size)
   total = per_epoch * config.vae.epochs
   vae, state = train_state.vae_state(config, total)
   v = config.vae
@@ -38,7 +38,7 @@ def train_vae(config, workdir, max_steps: int | None = None):
            f'{total} steps of batch {batch_size}{what} on {describe_devices()}')
 
   def batch_fn(step):
-    index = input_pipeline.batch_indices(step, n, batch_size, config.seed)[rows]
+    index = batching.batch_indices(step, n, batch_size, config.seed)[rows]
     return dict(ecg=input_pipeline.read_rows(source, index, 'ecg'),
                 example_index=np.arange(batch_size)[rows])
 
