@@ -212,7 +212,7 @@ def assemble(returned: Path, out: Path) -> Path:
   if not config.train.init_from:
     raise ValueError('the run\'s config has no train.init_from: it names no VAE to join the '
                      'U-Net to')
-  vae = loading.open_model(config.train.init_from).vae_params
+  vae = loading.init_source_vae_params(config)  # laid out as the config builds it
   model = TrainedModel(config, vae, unet, run['conditioning'],
                        source=f'GPU run {run["device"]}', unet_weights=run['unet_weights'],
                        unet_step=run['unet_step'])

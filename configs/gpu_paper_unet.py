@@ -20,6 +20,8 @@ from configs import ptbxl1999_finetune
 def get_config():
   config = ptbxl1999_finetune.get_config()
   config.train.init_unet = False
+  # The shipped decoder as it is: I, II and V1-V6 out, the other four limb leads derived.
+  config.vae.derived_limb_leads = True
   config.unet.num_levels = 7
   config.diffusion.batch_size = 128
   config.diffusion.learning_rate = 5e-4   # the shipped base run's peak, for a U-Net from scratch
