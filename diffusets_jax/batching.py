@@ -53,7 +53,8 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 
 def batch_indices(step: int, num_examples: int, batch_size: int, seed: int) -> np.ndarray:
-  """Example indices of global batch `step`: a fresh permutation each epoch, remainder dropped."""
+  """Example indices of global batch `step`: a fresh permutation each epoch, remainder dropped.
+  A function of the step alone, so a resumed run sees the batches it would have seen."""
   per_epoch = steps_per_epoch(num_examples, batch_size)
   epoch, position = divmod(step, per_epoch)
   order = np.random.default_rng([seed, epoch]).permutation(num_examples)

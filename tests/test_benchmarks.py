@@ -115,7 +115,7 @@ def get_config():
   config = config_schema.with_defaults(json.loads(open({str(source / 'config.json')!r}).read()))
   config.train.init_from = {str(source)!r}
   config.train.init_unet = False
-  config.unet.num_levels = 4
+  config.unet.num_levels = 2   # another size than the source's 3: a fresh U-Net
   return config
 ''')
   out = tmp_path / 'returned'
@@ -130,7 +130,7 @@ def get_config():
   # 160 latents in batches of 8: 20 steps an epoch, so 6 steps round up to one whole epoch.
   assert (run_record['steps'], run_record['epochs'], run_record['unet_step']) == (20, 1, 20)
   assert run_record['heldout'] and run_record['compile_s'] > 0
-  assert run_record['config']['unet']['num_levels'] == 4
+  assert run_record['config']['unet']['num_levels'] == 2
   shard = load_file(str(out / 'unet-00001-of-00001.safetensors'))
 
   run('benchmarks/gpu_training.py', '--assemble', out, '--out', tmp_path / 'model')
@@ -138,7 +138,7 @@ def get_config():
   unet = traverse_util.flatten_dict(model.unet_params, sep='/')
   assert set(unet) == {name[len('unet/'):] for name in shard}
   assert all(np.array_equal(unet[name[len('unet/'):]], value) for name, value in shard.items())
-  assert model.config.unet.num_levels == 4
+  assert model.config.unet.num_levels == 2
   vae = traverse_util.flatten_dict(loading.open_model(source).vae_params, sep='/')
   assert all(np.array_equal(value, vae[name]) for name, value in
              traverse_util.flatten_dict(model.vae_params, sep='/').items())

@@ -47,8 +47,11 @@ def inputs(batch=4):
 
 def test_weighted_loss_matches_a_hand_computation():
   model, params, z, c, keys = inputs()
-  loss, metrics = losses.diffusion_loss(model, params, SCHEDULE, z, c, keys, min_snr_gamma=5.0)
-  # By hand: each example's draws of t and noise from its key, as the loss draws them.
+  loss, metrics = jax.jit(lambda p: losses.diffusion_loss(model, p, SCHEDULE, z, c, keys,
+                                                          min_snr_gamma=5.0))(params)
+  # By hand: each example's draws of t and noise from its key, as the loss draws them (the
+  # U-Net compiled once: run op by op it takes most of a minute).
+  apply = jax.jit(lambda z_t, t, c: model.apply({'params': params}, z_t, t, c))
   weighted, plain, drawn = [], [], []
   for i, key in enumerate(keys):
     t_key, noise_key = jax.random.split(key)
@@ -57,7 +60,7 @@ def test_weighted_loss_matches_a_hand_computation():
     noise = jax.random.normal(noise_key, (128, 4))
     abar = float(SCHEDULE.alphas_cumprod[t])
     z_t = np.sqrt(abar) * z[i] + np.sqrt(1.0 - abar) * noise
-    eps = model.apply({'params': params}, z_t[None], t[None], c[i:i + 1])[0]
+    eps = apply(z_t[None], t[None], c[i:i + 1])[0]
     error = float(jnp.sum((eps - noise) ** 2))
     snr = abar / (1.0 - abar)
     weighted.append(min(snr, 5.0) / snr * error)
@@ -70,10 +73,13 @@ def test_weighted_loss_matches_a_hand_computation():
 
 def test_zero_gamma_is_the_reference_loss():
   model, params, z, c, keys = inputs()
-  reference, metrics = losses.diffusion_loss(model, params, SCHEDULE, z, c, keys)
-  off, _ = losses.diffusion_loss(model, params, SCHEDULE, z, c, keys, min_snr_gamma=0.0)
+  loss = jax.jit(lambda gamma: losses.diffusion_loss(
+      model, params, SCHEDULE, z, c, keys, **({} if gamma is None else dict(min_snr_gamma=gamma))),
+      static_argnums=0)
+  reference, metrics = loss(None)
+  off, _ = loss(0.0)
   # A gamma above every SNR of the schedule weighs each example by 1.
-  huge, _ = losses.diffusion_loss(model, params, SCHEDULE, z, c, keys, min_snr_gamma=1e4)
+  huge, _ = loss(1e4)
   assert float(off) == float(reference) and set(metrics) == {'loss'}
   np.testing.assert_allclose(float(huge), float(reference), rtol=1e-5)
 

@@ -1,5 +1,6 @@
-"""Batches for training: deterministic in the step number, so a resumed run sees the same data,
-and shaped (devices, per_device_batch, ...) for `pmap`.
+"""The real records a training or evaluation run reads: the datasets built (TFDS), their splits
+opened and selected, and rows read by index. Which rows make a batch, and their layout over
+devices, is batching.py's (it needs no dataset library, so the diffusion stage imports none).
 """
 from pathlib import Path
 
@@ -188,7 +189,6 @@ def read_split_metadata(source, chunk: int = 1024) -> dict:
            for start in range(0, len(source), chunk)]
   return {k: (np.concatenate([p[k] for p in parts]) if k in ('age', 'heart_rate')
               else sum((p[k] for p in parts), [])) for k in METADATA}
-
 
 
 def read_rows(source, index, key: str) -> np.ndarray:
