@@ -7,7 +7,7 @@ DEMO := runs/demo
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/xla
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test bench gpu-wheels gpu-check clean
+.PHONY: install demo test bench gpu-wheels gpu-check gpu-training-inputs clean
 
 $(VENV)/installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,14 @@ gpu-wheels:
 # here, on the CPU, its micro-size smoke run.
 gpu-check: $(VENV)/test-installed
 	$(PY) benchmarks/gpu_check.py --smoke
+
+# What benchmarks/gpu_training.py needs on the GPU machine (docs/benchmarks.md): the shipped
+# VAE's latents of a PTB-XL 1.0.3 download, PTBXL=/path/to/ptb-xl/1.0.3 (45 s), and the wheels.
+# Carry runs/gpu_latents/latents and build/gpu-wheels.
+gpu-training-inputs: install gpu-wheels
+	$(if $(PTBXL),,$(error set PTBXL to a PTB-XL 1.0.3 download, e.g. make gpu-training-inputs PTBXL=/data/ptb-xl/1.0.3))
+	$(PY) train.py --config configs/gpu_paper_unet.py --workdir runs/gpu_latents --stage latents \
+	    --config.data.manual_dir=$(PTBXL)+
 
 clean:
 	rm -rf $(DEMO) data/tfds .cache build
