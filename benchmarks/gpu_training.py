@@ -23,7 +23,6 @@ training curves. Step 3 joins those weights to the VAE the config's train.init_f
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -41,8 +40,7 @@ def wheels_on_path() -> list[str]:
   """Puts the carried wheels (make gpu-wheels) on the path when ml_collections is missing."""
   if all(importlib.util.find_spec(name) for name in ('absl', 'ml_collections', 'tqdm')):
     return []
-  sys.path.insert(0, str(Path(__file__).resolve().parent))
-  from gpu_check import unpack_wheels
+  from gpu_check import unpack_wheels  # beside this script, so on the path
   target = Path(tempfile.mkdtemp(prefix='gpu_wheels_'))
   names = unpack_wheels(WHEELS, target)
   sys.path.insert(0, str(target))
@@ -70,34 +68,27 @@ def shard_names(count: int) -> list[str]:
 
 
 def time_training_step(config, data, repeats: int) -> tuple[float, float]:
-  """(compile seconds, steps per second) of the diffusion training step at the config's batch,
-  on a throwaway state: median of `repeats` steps after the first."""
+  """(compile seconds, steps per second) of the stage's training step at the config's batch, on
+  a throwaway state: the first call, then the median of `repeats` more."""
   import jax
   import numpy as np
+  import environment
   from diffusets_jax import batching, train_state
   from diffusets_jax.diffusion.schedule import schedule_from_config
   from diffusets_jax.training import diffusion_stage, steps
-  d = config.diffusion
+  batch_size = config.diffusion.batch_size
   unet, state = train_state.unet_state(config, 1000)
-  p_step = steps.make_diffusion_step(unet, schedule_from_config(config), d.condition_dropout,
-                                     d.ema_decay, d.min_snr_gamma, d.prediction)
-  index = np.arange(d.batch_size) % len(data['latent'])
-  batch = batching.shard(dict(latent=data['latent'][index],
-                              cond=diffusion_stage.latent_conditions(data, index),
-                              example_index=np.arange(d.batch_size)))
-  replicated = steps.replicate(state)
-  key = jax.random.PRNGKey(0)
-  start = time.perf_counter()
-  replicated, metrics = p_step(replicated, batch, key)
-  jax.block_until_ready(metrics)
-  compile_s = time.perf_counter() - start
-  times = []
-  for i in range(repeats):
-    start = time.perf_counter()
-    replicated, metrics = p_step(replicated, batch, jax.random.fold_in(key, i))
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  return compile_s, 1.0 / float(np.median(times))
+  p_step = diffusion_stage.training_step(config, unet, schedule_from_config(config))
+  index = np.arange(batch_size) % len(data['latent'])
+  batch = batching.shard(diffusion_stage.latent_batch(data, index, np.arange(batch_size)))
+  replicated, key = [steps.replicate(state)], jax.random.PRNGKey(0)
+
+  def step():
+    replicated[0], metrics = p_step(replicated[0], batch, key)  # donated: re-bound after it
+    return metrics
+
+  compile_s, seconds = environment.first_and_median_seconds(step, jax.block_until_ready, repeats)
+  return compile_s, 1.0 / seconds
 
 
 def plan_steps(config, data, minutes: float, max_steps: int | None) -> dict:
@@ -118,6 +109,7 @@ def train(config, latents: Path, minutes: float, max_steps: int | None, out: Pat
           workdir: Path, command: str, wheels=()) -> dict:
   import jax
   import numpy as np
+  import environment
   from safetensors.numpy import save_file
   from diffusets_jax import config_validation
   from diffusets_jax.io import plots
@@ -153,10 +145,8 @@ def train(config, latents: Path, minutes: float, max_steps: int | None, out: Pat
         f'({plan["steps"]} steps) in about '
         f'{plan["steps"] / plan["measured_steps_per_s"] / 60:.1f} min', flush=True)
   out.mkdir(parents=True, exist_ok=True)
-  record = dict(command=command, device=str(jax.devices()[0].device_kind),
-                backend=jax.default_backend(), devices=jax.device_count(),
-                versions=dict(python=platform.python_version(), jax=jax.__version__,
-                              numpy=np.__version__), wheels=list(wheels), **plan,
+  record = dict(command=command, **environment.describe(), backend=jax.default_backend(),
+                devices=jax.device_count(), numpy=np.__version__, wheels=list(wheels), **plan,
                 batch_size=config.diffusion.batch_size, training_latents=len(data['latent']))
   (out / RUN).write_text(json.dumps(record, indent=1))  # the plan, should the run be cut off
   start = time.time()
@@ -214,8 +204,8 @@ def assemble(returned: Path, out: Path) -> Path:
                      'U-Net to')
   vae = loading.init_source_vae_params(config)  # laid out as the config builds it
   model = TrainedModel(config, vae, unet, run['conditioning'],
-                       source=f'GPU run {run["device"]}', unet_weights=run['unet_weights'],
-                       unet_step=run['unet_step'])
+                       source=f'GPU run on {run["device_kind"]}',
+                       unet_weights=run['unet_weights'], unet_step=run['unet_step'])
   with staged_folder(out) as staging:
     exported.export(model, staging, max_bytes=None)
     shutil.copy(run_path, staging / RUN)
@@ -235,8 +225,8 @@ def main(argv):
               Path(FLAGS.out), Path(FLAGS.workdir), command, WHEELS_USED)
   held = run['heldout'][-1]['heldout_loss'] if run['heldout'] else None
   print(f'[gpu_training] {run["steps"]} steps in {run["train_wall_s"]:.0f} s on '
-        f'{run["device"]}; held-out loss {held}; wrote {run["shards"]} weight shards, {RUN} and '
-        f'training_curves.png to {FLAGS.out}')
+        f'{run["device_kind"]}; held-out loss {held}; wrote {run["shards"]} weight shards, '
+        f'{RUN} and training_curves.png to {FLAGS.out}')
 
 
 if __name__ == '__main__':

@@ -42,6 +42,19 @@ def latent_conditions(data: dict, index) -> np.ndarray:
                          data['patient'][index]], axis=1).astype(np.float32)
 
 
+def latent_batch(data: dict, index, example_index) -> dict:
+  """The training step's inputs for latents-file rows `index`."""
+  return dict(latent=data['latent'][index], cond=latent_conditions(data, index),
+              example_index=example_index)
+
+
+def training_step(config, unet, schedule):
+  """The pmapped training step this stage runs, with the config's loss options."""
+  d = config.diffusion
+  return steps.make_diffusion_step(unet, schedule, d.condition_dropout, d.ema_decay,
+                                   d.min_snr_gamma, d.prediction)
+
+
 def train_diffusion(config, workdir, max_steps: int | None = None):
   """Stage `diffusion` on the pre-encoded training latents."""
   data = workdirs.load_latents(workdir, 'train')
@@ -54,7 +67,6 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
   per_epoch = batching.steps_per_epoch(n, batch_size)
   total = per_epoch * config.diffusion.epochs
   unet, state = initial_unet_state(config, total)
-  d = config.diffusion
   lr_fn = train_state.unet_lr(config, total)
   log_main(f'[diffusion] {factory.count_params(state.params):,} parameters, {n} training '
            f'latents (std {data["latent"].std():.3f}), {total} steps of batch {batch_size} on '
@@ -64,13 +76,11 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
 
   def batch_fn(step):
     index = batching.batch_indices(step, n, batch_size, config.seed)[rows]
-    return dict(latent=data['latent'][index], cond=latent_conditions(data, index),
-                example_index=np.arange(batch_size)[rows])
+    return latent_batch(data, index, np.arange(batch_size)[rows])
 
   schedule = schedule_from_config(config)
-  p_step = steps.make_diffusion_step(unet, schedule, d.condition_dropout, d.ema_decay,
-                                    d.min_snr_gamma, d.prediction)
-  return run_loop('diffusion', config, workdir, state, p_step, batch_fn,
+  return run_loop('diffusion', config, workdir, state, training_step(config, unet, schedule),
+                  batch_fn,
                   min(total, max_steps or total), lr_fn,
                   evaluate_fn=heldout_evaluator(config, workdir, unet, schedule, data))
 
