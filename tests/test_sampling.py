@@ -12,6 +12,7 @@ import wfdb
 
 from diffusets_jax.generate import Generator
 from diffusets_jax.io import ecg_files, plots
+from tests.conftest import cpu_devices_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,10 +138,8 @@ def test_sample_cli_refuses_another_text_encoder(trained_workdir, tmp_path):
 def test_sampling_spreads_over_every_local_device():
   """On 4 virtual CPU devices each batch is split 4 ways, and the ECGs are those of one device
   for the same seed (up to float32 rounding of the smaller per-device matmuls)."""
-  import os
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_force_host_platform_device_count=4')
-  run = subprocess.run([sys.executable, 'tests/multi_device_sampling.py'], cwd=ROOT, env=env,
+  run = subprocess.run([sys.executable, 'tests/multi_device_sampling.py'], cwd=ROOT,
+                       env=cpu_devices_env(4),
                        capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-3000:]
   result = json.loads(run.stdout.strip().splitlines()[-1])

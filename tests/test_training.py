@@ -1,6 +1,5 @@
 """Training: device-count invariance, resume after a kill, config and workdir errors."""
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -13,14 +12,14 @@ from diffusets_jax import config_validation
 from diffusets_jax.store import workdir as workdirs
 from diffusets_jax.training import diffusion_stage
 from diffusets_jax.training import vae_stage
+from tests.conftest import cpu_devices_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_two_steps(devices: int) -> dict:
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, 'tests/two_steps.py'], cwd=ROOT, env=env,
+  out = subprocess.run([sys.executable, 'tests/two_steps.py'], cwd=ROOT,
+                       env=cpu_devices_env(devices),
                        capture_output=True, text=True, check=True)
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -47,14 +46,12 @@ def test_two_processes_train_like_one_process_with_as_many_devices(tfds_dir, tmp
     return [sys.executable, 'tests/multihost_training.py', f'--tfds_dir={tfds_dir}',
             f'--workdir={workdir}', *extra]
 
-  env = lambda devices: dict(os.environ, JAX_PLATFORMS='cpu',
-                             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
   port = free_port()
   processes = [subprocess.Popen(command(tmp_path / 'multi', '--num_processes=2',
                                         f'--process_id={i}', f'--port={port}'),
-                                cwd=ROOT, env=env(2), stdout=subprocess.PIPE,
+                                cwd=ROOT, env=cpu_devices_env(2), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True) for i in range(2)]
-  subprocess.run(command(tmp_path / 'single'), cwd=ROOT, env=env(4), check=True,
+  subprocess.run(command(tmp_path / 'single'), cwd=ROOT, env=cpu_devices_env(4), check=True,
                  capture_output=True)
   outputs = [process.communicate(timeout=600)[0] for process in processes]
   for process, output in zip(processes, outputs):

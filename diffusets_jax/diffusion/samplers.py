@@ -42,6 +42,23 @@ def guided(eps_fn_with_drop: Callable, guidance_scale, min_step: int = 0) -> Cal
   return eps_fn
 
 
+def autoguided(eps_fn_strong: Callable, eps_fn_weak: Callable, guidance_scale,
+               min_step: int = 0) -> Callable:
+  """Autoguidance (Karras et al. 2024) as an eps_fn: eps + (s - 1) (eps - eps_weak), where
+  `eps_fn_weak(z, t, cond)` is a degraded version of `eps_fn_strong`, both conditional. Where
+  classifier-free guidance pushes away from the unconditional prediction, this pushes away from
+  the errors a worse model makes more of. s = 1 adds exactly zero; steps t < min_step take the
+  strong prediction alone (as `guided`)."""
+  def eps_fn(z_t, t, cond):
+    eps, eps_weak = eps_fn_strong(z_t, t, cond), eps_fn_weak(z_t, t, cond)
+    scale = guidance_scale
+    if min_step > 0:
+      scale = jnp.where(t >= min_step, guidance_scale, 1.0).reshape((-1,) + (1,) * (z_t.ndim - 1))
+    return eps + (scale - 1.0) * (eps - eps_weak)
+
+  return eps_fn
+
+
 def predict_x0(schedule: Schedule, z_t, eps_hat, t, clip: float = 1.0):
   """The clean latent implied by a noise prediction, clipped as the samplers clip it:
   (z_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) in [-clip, clip]; t a scalar int."""

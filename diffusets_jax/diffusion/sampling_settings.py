@@ -17,8 +17,11 @@ class SamplingSettings:
   sampler: str              # 'ddpm' (ancestral, every step), 'ddim' or 'dpmpp' (DPM-Solver++ 2M)
   steps: int                # ddim and dpmpp steps; 0 for ddpm, which runs every step
   ddim_eta: float           # DDIM's fresh noise per step (0 for the others)
-  guidance_scale: float     # classifier-free guidance; 1: the conditional model alone
+  guidance_scale: float     # 1: the conditional model alone
   guidance_min_step: int    # guide only the steps t >= it; 0: every step
+  # 0: classifier-free guidance (away from the unconditional prediction); above 0, autoguidance
+  # away from the same U-Net with this share of its block activations dropped
+  guidance_dropout: float
 
   @property
   def guided(self) -> bool:
@@ -38,18 +41,29 @@ class SamplingSettings:
     if self.ddim_eta:
       text += f' eta {self.ddim_eta:g}'
     text += f', guidance {self.guidance_scale:g}'
+    if self.guidance_dropout and self.guided:
+      text += f' against dropout {self.guidance_dropout:g}'
     if self.guidance_min_step and self.guided:
       text += f' on t >= {self.guidance_min_step}'
     return text
 
 
-def check_guidance_scale(scale, has_null_condition: bool) -> float:
-  """scale as a float, or a ValueError unless it is finite, >= 0, and (above or below 1) the
-  model has a null condition to guide with."""
+def check_guidance_dropout(rate, name: str = 'guidance_dropout') -> float:
+  """rate as a float, or a ValueError naming `name` unless it is in [0, 1)."""
+  rate = float(rate)
+  if not 0.0 <= rate < 1.0:
+    raise ValueError(f'{name} must be in [0, 1) (0: classifier-free guidance; above 0: '
+                     f'autoguidance against the U-Net with that share dropped), got {rate}')
+  return rate
+
+
+def check_guidance_scale(scale, has_null_condition: bool, guidance_dropout: float = 0.0) -> float:
+  """scale as a float, or a ValueError unless it is finite, >= 0, and (above or below 1, for
+  classifier-free guidance) the model has a null condition to guide with."""
   scale = float(scale)
   if not np.isfinite(scale) or scale < 0:
     raise ValueError(f'guidance scale must be a finite number >= 0, got {scale}')
-  if scale != 1.0 and not has_null_condition:
+  if scale != 1.0 and not has_null_condition and not guidance_dropout:
     raise ValueError(f'guidance scale {scale:g} needs a null condition, but this model was '
                      f'trained without condition dropout (diffusion.condition_dropout = 0); '
                      f'use guidance scale 1')
@@ -58,7 +72,8 @@ def check_guidance_scale(scale, has_null_condition: bool) -> float:
 
 def resolve(config, sampler: str | None = None, steps: int | None = None,
             ddim_eta: float | None = None, guidance_scale: float | None = None,
-            guidance_min_step: int | None = None) -> SamplingSettings:
+            guidance_min_step: int | None = None,
+            guidance_dropout: float | None = None) -> SamplingSettings:
   """Validated settings; each None takes the config's sampling.* value. An eta > 0 asked for
   with the ddpm sampler is an error (it adds its own noise)."""
   s = config.sampling
@@ -76,8 +91,10 @@ def resolve(config, sampler: str | None = None, steps: int | None = None,
     samplers.ddim_timesteps(num_timesteps, steps)  # validates steps
     ddim_eta = (samplers.check_ddim_eta(s.ddim_eta if ddim_eta is None else ddim_eta)
                 if sampler == 'ddim' else 0.0)
+  dropout = check_guidance_dropout(
+      s.guidance_dropout if guidance_dropout is None else guidance_dropout)
   scale = check_guidance_scale(s.guidance_scale if guidance_scale is None else guidance_scale,
-                               config.diffusion.condition_dropout > 0)
+                               config.diffusion.condition_dropout > 0, dropout)
   min_step = samplers.check_guidance_min_step(
       s.guidance_min_step if guidance_min_step is None else guidance_min_step, num_timesteps)
-  return SamplingSettings(sampler, int(steps), float(ddim_eta), scale, min_step)
+  return SamplingSettings(sampler, int(steps), float(ddim_eta), scale, min_step, dropout)

@@ -1,0 +1,73 @@
+"""Autoguidance against the U-Net's own dropout (`sampling.guidance_dropout`)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diffusets_jax import config_validation
+from diffusets_jax.diffusion import samplers
+from diffusets_jax.generate import Generator
+
+
+def test_autoguided_is_the_formula_on_exact_predictors():
+  z = np.random.default_rng(0).standard_normal((3, 16, 4))
+  t = jnp.array([5, 6, 7])
+  strong = lambda z, t, c: 0.7 * z + t[:, None, None]
+  weak = lambda z, t, c: -0.2 * z
+  exact = lambda s: (0.7 * z + np.array([5., 6., 7.])[:, None, None]) * s - (s - 1) * (-0.2 * z)
+  for scale in (0.0, 1.0, 3.0):
+    np.testing.assert_allclose(samplers.autoguided(strong, weak, scale)(jnp.asarray(z), t, None),
+                               exact(scale), rtol=1e-5, atol=1e-5)
+  # Scale 1 adds exactly zero; below min_step the strong prediction alone.
+  np.testing.assert_array_equal(samplers.autoguided(strong, weak, 1.0)(jnp.asarray(z), t, None),
+                                strong(jnp.asarray(z), t, None))
+  partial = samplers.autoguided(strong, weak, 3.0, min_step=6)(jnp.asarray(z), t, None)
+  np.testing.assert_allclose(partial[0], strong(jnp.asarray(z), t, None)[0], rtol=1e-6)
+  np.testing.assert_allclose(partial[1:], exact(3.0)[1:], rtol=1e-5, atol=1e-5)
+
+
+def test_the_weak_model_is_the_u_net_with_a_fixed_mask_per_step(trained_workdir):
+  """Needs no null condition (the session's model has none); the weak prediction differs from
+  the strong one, is the same for an ECG alone as in a batch, and changes with the step."""
+  gen = Generator.from_workdir(trained_workdir)
+  variables = {'params': gen.unet_params, **gen.unet_variables}
+  z = jax.random.normal(jax.random.PRNGKey(0), (3, 128, 4))
+  cond = jnp.asarray(gen.condition('Sinus rhythm', 50, 'F', 70, 3))
+  t = jnp.full((3,), 500)
+  strong = gen.noise_predictor(variables, False, 1.0)
+  auto = gen.noise_predictor(variables, True, 2.0, guidance_dropout=0.5)
+  eps, guided = strong(z, t, cond), auto(z, t, cond)
+  assert np.abs(np.asarray(guided - eps)).max() > 1e-3
+  np.testing.assert_allclose(auto(z[1:2], t[:1], cond[1:2]), guided[1:2], rtol=1e-5, atol=1e-6)
+  weak_at = lambda step: 2 * eps - auto(z, jnp.full((3,), step), cond)  # eps_weak at scale 2
+  assert np.abs(np.asarray(weak_at(500) - weak_at(499))).max() > 1e-3
+
+
+@pytest.mark.parametrize('sampler', ['ddim', 'ddpm', 'dpmpp'])
+def test_scale_one_is_the_unguided_sampler_and_another_scale_is_not(trained_workdir, sampler):
+  gen = Generator.from_workdir(trained_workdir)
+  kwargs = dict(reports='Sinus rhythm', age=50, sex='F', heart_rate=70, num=2, sampler=sampler,
+                steps=5, seed=3, guidance_dropout=0.3)
+  unguided = gen.generate(**{**kwargs, 'guidance_dropout': 0.0})
+  # The autoguided program traced at scale 1 computes exactly the unguided ECGs.
+  cond = gen.condition('Sinus rhythm', 50, 'F', 70, 2)
+  traced_one, _ = gen.sample_batch(cond, gen.settings(sampler, 5, guidance_scale=1.0,
+                                                      guidance_dropout=0.3),
+                                   jax.random.PRNGKey(3), guided=True)
+  np.testing.assert_array_equal(np.asarray(traced_one), unguided)
+  guided = gen.generate(**kwargs, guidance_scale=3.0)
+  assert np.all(np.isfinite(guided)) and np.abs(guided - unguided).max() > 1e-4
+
+
+def test_guidance_dropout_is_checked_where_it_is_set(config, trained_workdir):
+  config.sampling.guidance_dropout = 1.0
+  with pytest.raises(ValueError, match='sampling.guidance_dropout must be in'):
+    config_validation.validate(config)
+  gen = Generator.from_workdir(trained_workdir)
+  with pytest.raises(ValueError, match='guidance_dropout must be in'):
+    gen.settings(guidance_dropout=-0.1)
+  # Classifier-free guidance still needs the null condition this model lacks.
+  with pytest.raises(ValueError, match='needs a null condition'):
+    gen.settings(guidance_scale=2.0, guidance_dropout=0.0)
+  assert gen.settings(guidance_scale=2.0, guidance_dropout=0.2).describe().endswith(
+      'guidance 2 against dropout 0.2')
