@@ -35,10 +35,13 @@ _DDIM_ETA = flags.DEFINE_float(
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the sampler, the record choice and the halves.')
 _GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none. '
                                'Default: the config\'s sampling.guidance_scale.')
+_AUTOGUIDANCE = flags.DEFINE_float(
+    'autoguidance_scale', None, 'Autoguidance, alone or on top of --guidance_scale: each step is '
+    'also pushed away from the same U-Net with --guidance_dropout of its activations dropped; 1: '
+    'none. Default: the config\'s sampling.autoguidance_scale.')
 _GUIDANCE_DROPOUT = flags.DEFINE_float(
-    'guidance_dropout', None, '0: classifier-free guidance (away from the unconditional '
-    'prediction); above 0: autoguidance, away from the same U-Net with this share of its block '
-    'activations dropped. Default: the config\'s sampling.guidance_dropout.')
+    'guidance_dropout', None, 'Share of the block activations autoguidance\'s weak model drops. '
+    'Default: the config\'s sampling.guidance_dropout.')
 _GUIDANCE_MIN_STEP = flags.DEFINE_integer(
     'guidance_min_step', None, 'Guide only the denoising steps t >= this (0-999; the steps below '
     'take the conditional prediction alone). Default: the config\'s sampling.guidance_min_step '
@@ -74,7 +77,7 @@ def main(argv):
                            _GUIDANCE.value, _DATASET.value, _PRECISION.value,
                            _GUIDANCE_MIN_STEP.value, _DDIM_ETA.value, _TWO_SAMPLE.value,
                            _SWEEP_REPORTS.value, _SWEEP_RATES.value, _DATA_FROM.value,
-                           _GUIDANCE_DROPOUT.value)
+                           _AUTOGUIDANCE.value, _GUIDANCE_DROPOUT.value)
   print(evaluator.summary_table(out / 'metrics.json'))
   for label, name in (('metrics', 'metrics.json'), ('report', 'report.md'),
                       ('generated ECGs', 'generated.npz')):

@@ -43,10 +43,13 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
 _GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none '
                                '(the conditional model alone). Default: the model config\'s '
                                'sampling.guidance_scale.')
+_AUTOGUIDANCE = flags.DEFINE_float(
+    'autoguidance_scale', None, 'Autoguidance, alone or on top of --guidance_scale: each step is '
+    'also pushed away from the same U-Net with --guidance_dropout of its activations dropped; 1: '
+    'none. Default: the config\'s sampling.autoguidance_scale.')
 _GUIDANCE_DROPOUT = flags.DEFINE_float(
-    'guidance_dropout', None, '0: classifier-free guidance (away from the unconditional '
-    'prediction); above 0: autoguidance, away from the same U-Net with this share of its block '
-    'activations dropped. Default: the config\'s sampling.guidance_dropout.')
+    'guidance_dropout', None, 'Share of the block activations autoguidance\'s weak model drops. '
+    'Default: the config\'s sampling.guidance_dropout.')
 _GUIDANCE_MIN_STEP = flags.DEFINE_integer(
     'guidance_min_step', None, 'Guide only the denoising steps t >= this (0-999; the steps below '
     'take the conditional prediction alone). Default: the config\'s sampling.guidance_min_step '
@@ -83,7 +86,8 @@ def main(argv):
   generator = Generator(model, expected_text_encoder(model, _TEXT_ENCODER.value),
                         precision=_PRECISION.value)
   settings = generator.settings(_SAMPLER.value, _STEPS.value, _DDIM_ETA.value, _GUIDANCE.value,
-                                _GUIDANCE_MIN_STEP.value, _GUIDANCE_DROPOUT.value)
+                                _GUIDANCE_MIN_STEP.value, _AUTOGUIDANCE.value,
+                                _GUIDANCE_DROPOUT.value)
   ecgs = generator.generate(_TEXT.value, _AGE.value, None if sex == 'U' else sex, _HR.value,
                             _NUM.value, seed=_SEED.value, **settings.as_kwargs())
   age = generator.filled_age(_AGE.value)
@@ -96,6 +100,7 @@ def main(argv):
                     ddim_eta=settings.ddim_eta if settings.sampler == 'ddim' else None,
                     guidance_scale=settings.guidance_scale,
                     guidance_min_step=settings.guidance_min_step,
+                    autoguidance_scale=settings.autoguidance_scale,
                     guidance_dropout=settings.guidance_dropout, seed=_SEED.value,
                     text_encoder=generator.text_encoder.model)
   age_text = f'{age:g} y' if _AGE.value is not None else f'age unknown ({age:g} y used)'

@@ -147,11 +147,12 @@ def get_config() -> ml_collections.ConfigDict:
   # prediction alone. 0: every step. 200 and 400 cost fewer beats but not a closer rate on the
   # shipped model (docs/experiments/guidance_and_sampler_on_val.md).
   config.sampling.guidance_min_step = 0
-  # 0: classifier-free guidance. Above 0, autoguidance (Karras et al. 2024): the weak model guided
-  # away from is the same U-Net with this share of its block activations dropped (one mask per
-  # step, shared by every ECG), so the model needs no null condition
+  # Autoguidance (Karras et al. 2024), alone or on top of the guidance above: each step is also
+  # pushed away from a weak model, the same U-Net with guidance_dropout of its block activations
+  # dropped (one mask per step, shared by every ECG); 1: none. It needs no null condition
   # (docs/experiments/dropout_autoguidance.md).
-  config.sampling.guidance_dropout = 0.0
+  config.sampling.autoguidance_scale = 1.0
+  config.sampling.guidance_dropout = 0.3
   config.sampling.use_ema = True         # sample with the EMA weights where there are some
 
   # The ECG-text contrastive model of the evaluation (ResNet1d-18 + text MLP, spec section 6).

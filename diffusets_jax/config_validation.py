@@ -78,8 +78,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.sampling.guidance_scale < 0:
     raise ValueError(f'sampling.guidance_scale must be non-negative, got '
                      f'{config.sampling.guidance_scale}')
-  sampling_settings.check_guidance_dropout(config.sampling.guidance_dropout,
-                                           'sampling.guidance_dropout')
+  sampling_settings.check_autoguidance(config.sampling.autoguidance_scale,
+                                       config.sampling.guidance_dropout, 'sampling.')
   samplers.check_guidance_min_step(config.sampling.guidance_min_step,
                                    config.diffusion.num_timesteps, 'sampling.guidance_min_step')
   samplers.check_ddim_eta(config.sampling.ddim_eta, 'sampling.ddim_eta')

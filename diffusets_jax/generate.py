@@ -114,11 +114,11 @@ class Generator:
 
   def settings(self, sampler: str | None = None, steps: int | None = None,
                ddim_eta: float | None = None, guidance_scale: float | None = None,
-               guidance_min_step: int | None = None,
+               guidance_min_step: int | None = None, autoguidance_scale: float | None = None,
                guidance_dropout: float | None = None) -> SamplingSettings:
     """Validated sampling settings; each None takes this model's config value (sampling.*)."""
     return sampling_settings.resolve(self.config, sampler, steps, ddim_eta, guidance_scale,
-                                     guidance_min_step, guidance_dropout)
+                                     guidance_min_step, autoguidance_scale, guidance_dropout)
 
   def generate_from_conditions(self, cond, sampler: str | None = None, steps: int | None = None,
                                seed: int = 0, batch_size: int = 64,
@@ -126,6 +126,7 @@ class Generator:
                                guidance_scale: float | None = None,
                                guidance_min_step: int | None = None,
                                ddim_eta: float | None = None,
+                               autoguidance_scale: float | None = None,
                                guidance_dropout: float | None = None) -> np.ndarray:
     """ECGs (n, 1024, 12) mV for condition vectors (n, d_text + 3), generated `batch_size` at a
     time (the last batch padded, so one shape compiles once), each batch split over the
@@ -134,7 +135,7 @@ class Generator:
     The sampling settings are as in `generate`."""
     batch_size = batching.round_to_devices(batch_size, len(self.devices))
     settings = self.settings(sampler, steps, ddim_eta, guidance_scale, guidance_min_step,
-                             guidance_dropout)
+                             autoguidance_scale, guidance_dropout)
     cond = np.asarray(cond, np.float32)
     out = []
     for number, part in tqdm(list(batching.fixed_batches(len(cond), batch_size)), desc=progress,
@@ -148,7 +149,7 @@ class Generator:
                sampler: str | None = None, steps: int | None = None, seed: int = 0,
                guidance_scale: float | None = None,
                guidance_min_step: int | None = None,
-               ddim_eta: float | None = None,
+               ddim_eta: float | None = None, autoguidance_scale: float | None = None,
                guidance_dropout: float | None = None) -> np.ndarray:
     """ECGs (num, 1024, 12) in mV, standard lead order, 102.4 Hz.
 
@@ -158,14 +159,14 @@ class Generator:
     over `steps` steps; each runs as one jitted scan including the VAE decode. guidance_scale: classifier-free guidance (None: the
     config's; 1: none). guidance_min_step: guide only the steps t >= it (None: the config's; 0:
     every step). ddim_eta: the ddim sampler's fresh noise per step, 0 deterministic, 1 the DDPM
-    posterior's, above 1 more (None: the config's sampling.ddim_eta). guidance_dropout: 0
-    guides away from the unconditional prediction (classifier-free), above 0 away from the
-    U-Net with that share of its activations dropped (autoguidance; None: the config's).
+    posterior's, above 1 more (None: the config's sampling.ddim_eta). autoguidance_scale:
+    autoguidance, away from the same U-Net with guidance_dropout of its block activations
+    dropped, alone or on top of classifier-free guidance (None: the config's; 1: none).
     """
     if num < 1:
       raise ValueError(f'num must be at least 1, got {num}')
     settings = self.settings(sampler, steps, ddim_eta, guidance_scale, guidance_min_step,
-                             guidance_dropout)
+                             autoguidance_scale, guidance_dropout)
     cond = self.condition(reports, age, sex, heart_rate, num)
     ecg, _ = self.sample_batch(cond, settings, jax.random.PRNGKey(seed))
     return np.asarray(ecg)
@@ -178,8 +179,8 @@ class Generator:
     guided = settings.guided if guided is None else guided
     return self._sample(self.params(), jnp.asarray(cond, jnp.float32), settings.sampler,
                         settings.steps, guided, settings.guidance_min_step, settings.ddim_eta,
-                        settings.guidance_dropout, settings.guidance_scale,
-                        self.batch_sharding(len(cond)), rng)
+                        settings.autoguidance_scale, settings.guidance_dropout,
+                        settings.guidance_scale, self.batch_sharding(len(cond)), rng)
 
   def compiled_sampler(self, num: int, settings: SamplingSettings):
     """The sampler compiled ahead of time for batches of `num`: fn(cond, rng) -> (ecg, z0). For
@@ -187,8 +188,9 @@ class Generator:
     cond = jax.ShapeDtypeStruct((num, factory.condition_dim(self.config)), jnp.float32)
     compiled = self._sample.lower(
         self, self.params(), cond, settings.sampler, settings.steps, settings.guided,
-        settings.guidance_min_step, settings.ddim_eta, settings.guidance_dropout,
-        settings.guidance_scale, self.batch_sharding(num), jax.random.PRNGKey(0)).compile()
+        settings.guidance_min_step, settings.ddim_eta, settings.autoguidance_scale,
+        settings.guidance_dropout, settings.guidance_scale, self.batch_sharding(num),
+        jax.random.PRNGKey(0)).compile()
     sample = lambda cond, rng: compiled(self.params(), jnp.asarray(cond, jnp.float32),
                                         settings.guidance_scale, rng)
     sample.compiled = compiled  # for its memory analysis
@@ -220,21 +222,21 @@ class Generator:
     return self.conditioning['missing_age']
 
   def noise_predictor(self, unet_variables, guided: bool, guidance_scale, min_step: int = 0,
-                      guidance_dropout: float = 0.0):
+                      autoguidance_scale: float = 1.0, guidance_dropout: float = 0.0):
     """eps_fn(z_t, t, cond) -> eps_hat of the U-Net with `unet_variables` (its output turned
-    into a noise prediction where it predicts v), guided where `guided`: classifier-free
-    (samplers.guided), or with guidance_dropout > 0 autoguided (samplers.autoguided) against the
-    same U-Net with that share of its block activations dropped. guidance_scale may be traced."""
+    into a noise prediction where it predicts v), with classifier-free guidance
+    (samplers.guided) where `guided`, and autoguidance (samplers.autoguided) at
+    autoguidance_scale != 1 against the same U-Net with guidance_dropout of its block
+    activations dropped. guidance_scale may be traced."""
     kind = self.config.diffusion.prediction
 
     def eps_fn_with_drop(z, t, c, drop=None):
       output = self.unet.apply(unet_variables, z, t, c, drop)
       return prediction.to_eps(self.schedule, kind, z, output, t)
 
-    if not guided:
-      return eps_fn_with_drop
-    if not guidance_dropout:
-      return samplers.guided(eps_fn_with_drop, guidance_scale, min_step)
+    if autoguidance_scale == 1.0:
+      return samplers.guided(eps_fn_with_drop, guidance_scale, min_step) if guided else \
+          eps_fn_with_drop
     weak_unet = self.unet.clone(dropout=guidance_dropout)
 
     def weak_eps_fn(z, t, c):
@@ -244,21 +246,24 @@ class Generator:
       output = weak_unet.apply(unet_variables, z, t, c, dropout_keys=keys)
       return prediction.to_eps(self.schedule, kind, z, output, t)
 
-    return samplers.autoguided(eps_fn_with_drop, weak_eps_fn, guidance_scale, min_step)
+    if guided:
+      return samplers.guided(eps_fn_with_drop, guidance_scale, min_step, weak_eps_fn,
+                             autoguidance_scale)
+    return samplers.autoguided(eps_fn_with_drop, weak_eps_fn, autoguidance_scale, min_step)
 
-  @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6, 7, 8, 10))
+  @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6, 7, 8, 9, 11))
   def _sample(self, params, cond, sampler, steps, guided, guidance_min_step, ddim_eta,
-              guidance_dropout, guidance_scale, sharding, rng):
+              autoguidance_scale, guidance_dropout, guidance_scale, sharding, rng):
     # `guided` is static: unguided, the program is exactly the conditional model at half the
     # cost; guided, the scale is a traced constant of one compiled program for every scale.
-    # guidance_min_step, ddim_eta and guidance_dropout are static (Python branches).
+    # guidance_min_step, ddim_eta and autoguidance's settings are static (Python branches).
     # `sharding` lays the batch out over the devices: every per-example tensor is constrained
     # to it and XLA partitions the loop, so each device runs its share of the batch.
     vae_params, unet_variables = params
     split = lambda x: jax.lax.with_sharding_constraint(x, sharding)
     cond = split(cond)
     predict = self.noise_predictor(unet_variables, guided, guidance_scale, guidance_min_step,
-                                   guidance_dropout)
+                                   autoguidance_scale, guidance_dropout)
     eps_fn = lambda z, t, c: split(predict(split(z), t, c))
     decode_fn = lambda z: split(self.vae.apply({'params': vae_params}, split(z),
                                                method=self.vae.decode))

@@ -35,7 +35,7 @@ def test_the_weak_model_is_the_u_net_with_a_fixed_mask_per_step(trained_workdir)
   cond = jnp.asarray(gen.condition('Sinus rhythm', 50, 'F', 70, 3))
   t = jnp.full((3,), 500)
   strong = gen.noise_predictor(variables, False, 1.0)
-  auto = gen.noise_predictor(variables, True, 2.0, guidance_dropout=0.5)
+  auto = gen.noise_predictor(variables, False, 1.0, autoguidance_scale=2.0, guidance_dropout=0.5)
   eps, guided = strong(z, t, cond), auto(z, t, cond)
   assert np.abs(np.asarray(guided - eps)).max() > 1e-3
   np.testing.assert_allclose(auto(z[1:2], t[:1], cond[1:2]), guided[1:2], rtol=1e-5, atol=1e-6)
@@ -48,26 +48,53 @@ def test_scale_one_is_the_unguided_sampler_and_another_scale_is_not(trained_work
   gen = Generator.from_workdir(trained_workdir)
   kwargs = dict(reports='Sinus rhythm', age=50, sex='F', heart_rate=70, num=2, sampler=sampler,
                 steps=5, seed=3, guidance_dropout=0.3)
-  unguided = gen.generate(**{**kwargs, 'guidance_dropout': 0.0})
-  # The autoguided program traced at scale 1 computes exactly the unguided ECGs.
+  unguided = gen.generate(**kwargs)  # the config's autoguidance scale is 1
+  # The autoguided program at scale 1 (the formula traced with the weak model) computes exactly
+  # the unguided ECGs.
   cond = gen.condition('Sinus rhythm', 50, 'F', 70, 2)
-  traced_one, _ = gen.sample_batch(cond, gen.settings(sampler, 5, guidance_scale=1.0,
-                                                      guidance_dropout=0.3),
-                                   jax.random.PRNGKey(3), guided=True)
-  np.testing.assert_array_equal(np.asarray(traced_one), unguided)
-  guided = gen.generate(**kwargs, guidance_scale=3.0)
+  variables = {'params': gen.unet_params, **gen.unet_variables}
+  z = jax.random.normal(jax.random.PRNGKey(0), (2, 128, 4))
+  t = jnp.full((2,), 400)
+  weak = lambda z, t, c: z * 0.0 + 5.0
+  one = samplers.autoguided(gen.noise_predictor(variables, False, 1.0), weak, 1.0)
+  np.testing.assert_array_equal(one(z, t, jnp.asarray(cond)),
+                                gen.noise_predictor(variables, False, 1.0)(z, t, jnp.asarray(cond)))
+  guided = gen.generate(**kwargs, autoguidance_scale=3.0)
   assert np.all(np.isfinite(guided)) and np.abs(guided - unguided).max() > 1e-4
 
 
-def test_guidance_dropout_is_checked_where_it_is_set(config, trained_workdir):
+def test_autoguidance_settings_are_checked_where_they_are_set(config, trained_workdir):
   config.sampling.guidance_dropout = 1.0
-  with pytest.raises(ValueError, match='sampling.guidance_dropout must be in'):
+  with pytest.raises(ValueError, match='sampling.guidance_dropout, the share'):
     config_validation.validate(config)
   gen = Generator.from_workdir(trained_workdir)
-  with pytest.raises(ValueError, match='guidance_dropout must be in'):
-    gen.settings(guidance_dropout=-0.1)
-  # Classifier-free guidance still needs the null condition this model lacks.
+  with pytest.raises(ValueError, match='guidance_dropout, the share'):
+    gen.settings(autoguidance_scale=2.0, guidance_dropout=0.0)
+  with pytest.raises(ValueError, match='autoguidance_scale must be'):
+    gen.settings(autoguidance_scale=float('nan'))
+  # Classifier-free guidance still needs the null condition this model lacks; autoguidance not.
   with pytest.raises(ValueError, match='needs a null condition'):
-    gen.settings(guidance_scale=2.0, guidance_dropout=0.0)
-  assert gen.settings(guidance_scale=2.0, guidance_dropout=0.2).describe().endswith(
-      'guidance 2 against dropout 0.2')
+    gen.settings(guidance_scale=2.0, autoguidance_scale=2.0)
+  settings = gen.settings(autoguidance_scale=2.0, guidance_dropout=0.2)
+  assert settings.describe().endswith('autoguidance 2 (dropout 0.2)')
+  assert settings.unet_evaluations(1000) == 1000  # a strong/weak pair counts once
+
+
+def test_guidance_and_autoguidance_together_are_the_sum_of_both_terms(guided_workdir):
+  """CFG and autoguidance in one step: eps_c + (s - 1)(eps_c - eps_u) + (a - 1)(eps_c - eps_w),
+  each term checked against the predictor alone; 1.5 evaluations per step."""
+  gen = Generator.from_workdir(guided_workdir)
+  variables = {'params': gen.unet_params, **gen.unet_variables}
+  z = jax.random.normal(jax.random.PRNGKey(0), (2, 128, 4))
+  t = jnp.full((2,), 300)
+  cond = jnp.asarray(gen.condition('Sinus rhythm', 50, 'F', 70, 2))
+  cfg = gen.noise_predictor(variables, True, 2.0)(z, t, cond)
+  auto = gen.noise_predictor(variables, False, 1.0, autoguidance_scale=3.0,
+                             guidance_dropout=0.4)(z, t, cond)
+  eps_c = gen.noise_predictor(variables, False, 1.0)(z, t, cond)
+  both = gen.noise_predictor(variables, True, 2.0, autoguidance_scale=3.0,
+                             guidance_dropout=0.4)(z, t, cond)
+  np.testing.assert_allclose(both, cfg + auto - eps_c, rtol=1e-4, atol=1e-4)
+  assert np.abs(np.asarray(both - cfg)).max() > 1e-3
+  settings = gen.settings('ddim', 50, guidance_scale=2.0, autoguidance_scale=3.0)
+  assert settings.predictions_per_step() == 3 and settings.unet_evaluations(1000) == 75

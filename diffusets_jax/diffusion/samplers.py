@@ -19,8 +19,10 @@ def check_guidance_min_step(min_step, num_timesteps: int, name: str = 'guidance_
   return int(min_step)
 
 
-def guided(eps_fn_with_drop: Callable, guidance_scale, min_step: int = 0) -> Callable:
-  """Classifier-free guidance as an eps_fn: eps_c + (s - 1) (eps_c - eps_u).
+def guided(eps_fn_with_drop: Callable, guidance_scale, min_step: int = 0,
+           weak_eps_fn: Callable | None = None, autoguidance_scale: float = 1.0) -> Callable:
+  """Classifier-free guidance as an eps_fn: eps_c + (s - 1) (eps_c - eps_u), plus, with a
+  `weak_eps_fn`, autoguidance's (a - 1) (eps_c - eps_weak) (`autoguided`), a = autoguidance_scale.
 
   `eps_fn_with_drop(z, t, cond, drop)` is the U-Net with a null condition; the conditional and
   unconditional predictions come from one call on the doubled batch. Written with s - 1 so that
@@ -34,10 +36,14 @@ def guided(eps_fn_with_drop: Callable, guidance_scale, min_step: int = 0) -> Cal
     both = eps_fn_with_drop(jnp.concatenate([z_t, z_t]), jnp.concatenate([t, t]),
                             jnp.concatenate([cond, cond]), drop)
     eps_c, eps_u = both[:n], both[n:]
-    scale = guidance_scale
+    scale, auto = guidance_scale, autoguidance_scale
     if min_step > 0:  # per example: 1 below the interval
-      scale = jnp.where(t >= min_step, guidance_scale, 1.0).reshape((n,) + (1,) * (z_t.ndim - 1))
-    return eps_c + (scale - 1.0) * (eps_c - eps_u)
+      inside = (t >= min_step).reshape((n,) + (1,) * (z_t.ndim - 1))
+      scale, auto = jnp.where(inside, scale, 1.0), jnp.where(inside, auto, 1.0)
+    eps = eps_c + (scale - 1.0) * (eps_c - eps_u)
+    if weak_eps_fn is None:
+      return eps
+    return eps + (auto - 1.0) * (eps_c - weak_eps_fn(z_t, t, cond))
 
   return eps_fn
 

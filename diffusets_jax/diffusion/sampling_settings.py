@@ -17,11 +17,20 @@ class SamplingSettings:
   sampler: str              # 'ddpm' (ancestral, every step), 'ddim' or 'dpmpp' (DPM-Solver++ 2M)
   steps: int                # ddim and dpmpp steps; 0 for ddpm, which runs every step
   ddim_eta: float           # DDIM's fresh noise per step (0 for the others)
-  guidance_scale: float     # 1: the conditional model alone
+  guidance_scale: float     # classifier-free guidance; 1: none
   guidance_min_step: int    # guide only the steps t >= it; 0: every step
-  # 0: classifier-free guidance (away from the unconditional prediction); above 0, autoguidance
-  # away from the same U-Net with this share of its block activations dropped
+  # Autoguidance away from the same U-Net with guidance_dropout of its block activations dropped;
+  # 1: none
+  autoguidance_scale: float
   guidance_dropout: float
+
+  @property
+  def autoguided(self) -> bool:
+    return self.autoguidance_scale != 1.0
+
+  def predictions_per_step(self) -> int:
+    """U-Net predictions per denoising step: conditional, unconditional (CFG), weak."""
+    return 1 + self.guided + self.autoguided
 
   @property
   def guided(self) -> bool:
@@ -32,8 +41,14 @@ class SamplingSettings:
     return dataclasses.asdict(self)
 
   def unet_steps(self, num_timesteps: int) -> int:
-    """Denoising steps of one run (each one U-Net evaluation, a guided pair counted once)."""
+    """Denoising steps of one run."""
     return self.steps or num_timesteps
+
+  def unet_evaluations(self, num_timesteps: int) -> float:
+    """U-Net evaluations of one run, a batched pair of predictions counted once (CFG's
+    conditional and unconditional, or autoguidance's strong and weak); a step with all three
+    counts 1.5."""
+    return self.unet_steps(num_timesteps) * max(1.0, self.predictions_per_step() / 2)
 
   def describe(self) -> str:
     """A few words for titles, e.g. 'ddim eta 3, guidance 3 on t >= 400'."""
@@ -41,29 +56,33 @@ class SamplingSettings:
     if self.ddim_eta:
       text += f' eta {self.ddim_eta:g}'
     text += f', guidance {self.guidance_scale:g}'
-    if self.guidance_dropout and self.guided:
-      text += f' against dropout {self.guidance_dropout:g}'
+    if self.autoguided:
+      text += f', autoguidance {self.autoguidance_scale:g} (dropout {self.guidance_dropout:g})'
     if self.guidance_min_step and self.guided:
       text += f' on t >= {self.guidance_min_step}'
     return text
 
 
-def check_guidance_dropout(rate, name: str = 'guidance_dropout') -> float:
-  """rate as a float, or a ValueError naming `name` unless it is in [0, 1)."""
-  rate = float(rate)
-  if not 0.0 <= rate < 1.0:
-    raise ValueError(f'{name} must be in [0, 1) (0: classifier-free guidance; above 0: '
-                     f'autoguidance against the U-Net with that share dropped), got {rate}')
-  return rate
+def check_autoguidance(scale, rate, prefix: str = '') -> tuple[float, float]:
+  """(scale, rate) as floats, or a ValueError naming the field: the scale finite and >= 0, the
+  weak model's dropout in (0, 1) where the scale is not 1."""
+  scale, rate = float(scale), float(rate)
+  if not np.isfinite(scale) or scale < 0:
+    raise ValueError(f'{prefix}autoguidance_scale must be a finite number >= 0 (1: none), '
+                     f'got {scale}')
+  if not 0.0 <= rate < 1.0 or (scale != 1.0 and rate == 0.0):
+    raise ValueError(f'{prefix}guidance_dropout, the share of activations the weak model of '
+                     f'autoguidance drops, must be in (0, 1), got {rate}')
+  return scale, rate
 
 
-def check_guidance_scale(scale, has_null_condition: bool, guidance_dropout: float = 0.0) -> float:
-  """scale as a float, or a ValueError unless it is finite, >= 0, and (above or below 1, for
-  classifier-free guidance) the model has a null condition to guide with."""
+def check_guidance_scale(scale, has_null_condition: bool) -> float:
+  """scale as a float, or a ValueError unless it is finite, >= 0, and (above or below 1) the
+  model has a null condition to guide with."""
   scale = float(scale)
   if not np.isfinite(scale) or scale < 0:
     raise ValueError(f'guidance scale must be a finite number >= 0, got {scale}')
-  if scale != 1.0 and not has_null_condition and not guidance_dropout:
+  if scale != 1.0 and not has_null_condition:
     raise ValueError(f'guidance scale {scale:g} needs a null condition, but this model was '
                      f'trained without condition dropout (diffusion.condition_dropout = 0); '
                      f'use guidance scale 1')
@@ -72,7 +91,7 @@ def check_guidance_scale(scale, has_null_condition: bool, guidance_dropout: floa
 
 def resolve(config, sampler: str | None = None, steps: int | None = None,
             ddim_eta: float | None = None, guidance_scale: float | None = None,
-            guidance_min_step: int | None = None,
+            guidance_min_step: int | None = None, autoguidance_scale: float | None = None,
             guidance_dropout: float | None = None) -> SamplingSettings:
   """Validated settings; each None takes the config's sampling.* value. An eta > 0 asked for
   with the ddpm sampler is an error (it adds its own noise)."""
@@ -91,10 +110,11 @@ def resolve(config, sampler: str | None = None, steps: int | None = None,
     samplers.ddim_timesteps(num_timesteps, steps)  # validates steps
     ddim_eta = (samplers.check_ddim_eta(s.ddim_eta if ddim_eta is None else ddim_eta)
                 if sampler == 'ddim' else 0.0)
-  dropout = check_guidance_dropout(
+  auto, dropout = check_autoguidance(
+      s.autoguidance_scale if autoguidance_scale is None else autoguidance_scale,
       s.guidance_dropout if guidance_dropout is None else guidance_dropout)
   scale = check_guidance_scale(s.guidance_scale if guidance_scale is None else guidance_scale,
-                               config.diffusion.condition_dropout > 0, dropout)
+                               config.diffusion.condition_dropout > 0)
   min_step = samplers.check_guidance_min_step(
       s.guidance_min_step if guidance_min_step is None else guidance_min_step, num_timesteps)
-  return SamplingSettings(sampler, int(steps), float(ddim_eta), scale, min_step, dropout)
+  return SamplingSettings(sampler, int(steps), float(ddim_eta), scale, min_step, auto, dropout)
