@@ -6,22 +6,17 @@ import tempfile
 # tiny programs are then compiled once. Set before JAX is imported.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       os.path.join(tempfile.gettempdir(), 'diffusets_jax_test_xla_cache'))
-# LLVM's optimisation of the machine code is most of each CPU compile and buys little for micro
-# models: at level 1 the compiles take about a third less time than at the default 3 and the
-# programs run about as fast (level 0 runs them up to twice as slow). XLA's own passes (fusion,
-# layouts) still run, so the programs are a default run's; results differ in float rounding only.
-if 'xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=1"
-
-
-def cpu_devices_env(devices: int) -> dict:
-  """The environment for a subprocess that sees `devices` virtual CPU devices."""
-  return dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=(
-      f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}"))
 
 import pytest  # noqa: E402
 
 from configs import tiny
+
+
+def cpu_devices_env(devices: int) -> dict:
+  """The environment for a subprocess that sees `devices` virtual CPU devices (other XLA flags
+  kept)."""
+  return dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=(
+      f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"))
 
 
 def micro_config(tfds_dir: str):
