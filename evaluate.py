@@ -13,6 +13,7 @@ metrics.json, report.md with its figures, and the generated ECGs (generated.npz)
 """
 from absl import app, flags, logging
 
+from diffusets_jax.diffusion import sampling_settings
 from diffusets_jax.evaluation import evaluator
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Trained workdir (from train.py). Default: the '
@@ -35,13 +36,8 @@ _DDIM_ETA = flags.DEFINE_float(
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the sampler, the record choice and the halves.')
 _GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none. '
                                'Default: the config\'s sampling.guidance_scale.')
-_AUTOGUIDANCE = flags.DEFINE_float(
-    'autoguidance_scale', None, 'Autoguidance, alone or on top of --guidance_scale: each step is '
-    'also pushed away from the same U-Net with --guidance_dropout of its activations dropped; 1: '
-    'none. Default: the config\'s sampling.autoguidance_scale.')
-_GUIDANCE_DROPOUT = flags.DEFINE_float(
-    'guidance_dropout', None, 'Share of the block activations autoguidance\'s weak model drops. '
-    'Default: the config\'s sampling.guidance_dropout.')
+_AUTOGUIDANCE, _GUIDANCE_DROPOUT = sampling_settings.define_autoguidance_flags(flags)
+flags.adopt_module_key_flags(sampling_settings)  # listed by --help
 _GUIDANCE_MIN_STEP = flags.DEFINE_integer(
     'guidance_min_step', None, 'Guide only the denoising steps t >= this (0-999; the steps below '
     'take the conditional prediction alone). Default: the config\'s sampling.guidance_min_step '

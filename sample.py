@@ -16,6 +16,7 @@ from absl import app, flags, logging
 
 from diffusets_jax.conditioning import text_encoders
 from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ
+from diffusets_jax.diffusion import sampling_settings
 from diffusets_jax.generate import Generator
 from diffusets_jax.io import ecg_files, plots
 from diffusets_jax.store import open_model
@@ -43,13 +44,8 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
 _GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none '
                                '(the conditional model alone). Default: the model config\'s '
                                'sampling.guidance_scale.')
-_AUTOGUIDANCE = flags.DEFINE_float(
-    'autoguidance_scale', None, 'Autoguidance, alone or on top of --guidance_scale: each step is '
-    'also pushed away from the same U-Net with --guidance_dropout of its activations dropped; 1: '
-    'none. Default: the config\'s sampling.autoguidance_scale.')
-_GUIDANCE_DROPOUT = flags.DEFINE_float(
-    'guidance_dropout', None, 'Share of the block activations autoguidance\'s weak model drops. '
-    'Default: the config\'s sampling.guidance_dropout.')
+_AUTOGUIDANCE, _GUIDANCE_DROPOUT = sampling_settings.define_autoguidance_flags(flags)
+flags.adopt_module_key_flags(sampling_settings)  # listed by --help
 _GUIDANCE_MIN_STEP = flags.DEFINE_integer(
     'guidance_min_step', None, 'Guide only the denoising steps t >= this (0-999; the steps below '
     'take the conditional prediction alone). Default: the config\'s sampling.guidance_min_step '

@@ -118,3 +118,15 @@ def resolve(config, sampler: str | None = None, steps: int | None = None,
   min_step = samplers.check_guidance_min_step(
       s.guidance_min_step if guidance_min_step is None else guidance_min_step, num_timesteps)
   return SamplingSettings(sampler, int(steps), float(ddim_eta), scale, min_step, auto, dropout)
+
+
+def define_autoguidance_flags(flags):
+  """The --autoguidance_scale and --guidance_dropout flags of the command-line tools (absl)."""
+  scale = flags.DEFINE_float(
+      'autoguidance_scale', None, 'Autoguidance, alone or on top of --guidance_scale: each step '
+      'is also pushed away from the same U-Net with --guidance_dropout of its activations '
+      'dropped; 1: none. Default: the config\'s sampling.autoguidance_scale.')
+  dropout = flags.DEFINE_float(
+      'guidance_dropout', None, 'Share of the block activations autoguidance\'s weak model '
+      'drops. Default: the config\'s sampling.guidance_dropout.')
+  return scale, dropout
