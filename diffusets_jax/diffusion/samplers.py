@@ -19,6 +19,13 @@ def check_guidance_min_step(min_step, num_timesteps: int, name: str = 'guidance_
   return int(min_step)
 
 
+def _inside_interval(scale, t, min_step: int, ndim: int):
+  """`scale` on the steps t >= min_step, 1 below, shaped per example (t is (batch,))."""
+  if min_step <= 0:
+    return scale
+  return jnp.where(t >= min_step, scale, 1.0).reshape((-1,) + (1,) * (ndim - 1))
+
+
 def guided(eps_fn_with_drop: Callable, guidance_scale, min_step: int = 0,
            weak_eps_fn: Callable | None = None, autoguidance_scale: float = 1.0) -> Callable:
   """Classifier-free guidance as an eps_fn: eps_c + (s - 1) (eps_c - eps_u), plus, with a
@@ -36,13 +43,11 @@ def guided(eps_fn_with_drop: Callable, guidance_scale, min_step: int = 0,
     both = eps_fn_with_drop(jnp.concatenate([z_t, z_t]), jnp.concatenate([t, t]),
                             jnp.concatenate([cond, cond]), drop)
     eps_c, eps_u = both[:n], both[n:]
-    scale, auto = guidance_scale, autoguidance_scale
-    if min_step > 0:  # per example: 1 below the interval
-      inside = (t >= min_step).reshape((n,) + (1,) * (z_t.ndim - 1))
-      scale, auto = jnp.where(inside, scale, 1.0), jnp.where(inside, auto, 1.0)
+    scale = _inside_interval(guidance_scale, t, min_step, z_t.ndim)
     eps = eps_c + (scale - 1.0) * (eps_c - eps_u)
     if weak_eps_fn is None:
       return eps
+    auto = _inside_interval(autoguidance_scale, t, min_step, z_t.ndim)
     return eps + (auto - 1.0) * (eps_c - weak_eps_fn(z_t, t, cond))
 
   return eps_fn
@@ -57,9 +62,7 @@ def autoguided(eps_fn_strong: Callable, eps_fn_weak: Callable, guidance_scale,
   strong prediction alone (as `guided`)."""
   def eps_fn(z_t, t, cond):
     eps, eps_weak = eps_fn_strong(z_t, t, cond), eps_fn_weak(z_t, t, cond)
-    scale = guidance_scale
-    if min_step > 0:
-      scale = jnp.where(t >= min_step, guidance_scale, 1.0).reshape((-1,) + (1,) * (z_t.ndim - 1))
+    scale = _inside_interval(guidance_scale, t, min_step, z_t.ndim)
     return eps + (scale - 1.0) * (eps - eps_weak)
 
   return eps_fn

@@ -58,8 +58,8 @@ class SamplingSettings:
     text += f', guidance {self.guidance_scale:g}'
     if self.autoguided:
       text += f', autoguidance {self.autoguidance_scale:g} (dropout {self.guidance_dropout:g})'
-    if self.guidance_min_step and self.guided:
-      text += f' on t >= {self.guidance_min_step}'
+    if self.guidance_min_step and (self.guided or self.autoguided):
+      text += f' on t >= {self.guidance_min_step}'  # both guidances keep to the interval
     return text
 
 

@@ -286,8 +286,8 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   the split of all of them). guidance_min_step: guide only steps t >= it (None: the model's
   sampling.guidance_min_step). ddim_eta: the ddim sampler's noise per step (None: the model's
   sampling.ddim_eta). autoguidance_scale, guidance_dropout: autoguidance against the U-Net with
-  that share of its activations dropped (None: the model's sampling.*). sweep_reports, sweep_rates: the sweep's (None: the model's
-  evaluation.sweep_reports and sweep_rates). data_from: a workdir whose config's data settings
+  that share of its activations dropped (None: the model's sampling.*). sweep_reports,
+  sweep_rates: the sweep's (None: the model's evaluation.sweep_reports and sweep_rates). data_from: a workdir whose config's data settings
   choose the real records (None: the model's own), so that models trained on different data are
   scored on the same records."""
   if workdir is None and (clip_workdir is None or out is None):
