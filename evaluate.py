@@ -34,14 +34,8 @@ _DDIM_ETA = flags.DEFINE_float(
     'ddim_eta', None, 'DDIM\'s fresh noise per step: 0 deterministic, 1 the DDPM posterior\'s, '
     'above 1 more. Default: the config\'s sampling.ddim_eta.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the sampler, the record choice and the halves.')
-_GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none. '
-                               'Default: the config\'s sampling.guidance_scale.')
-_AUTOGUIDANCE, _GUIDANCE_DROPOUT = sampling_settings.define_autoguidance_flags(flags)
+_GUIDANCE = sampling_settings.define_guidance_flags(flags)
 flags.adopt_module_key_flags(sampling_settings)  # listed by --help
-_GUIDANCE_MIN_STEP = flags.DEFINE_integer(
-    'guidance_min_step', None, 'Guide only the denoising steps t >= this (0-999; the steps below '
-    'take the conditional prediction alone). Default: the config\'s sampling.guidance_min_step '
-    '(0: every step).')
 _DATASET = flags.DEFINE_string('dataset', None, 'Evaluate on one dataset of a model trained on '
                                'several (data.name ptbxl+ludb): ptbxl or ludb. Default: all of '
                                'them.')
@@ -68,12 +62,12 @@ _OUT = flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/evaluati
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  out = evaluator.evaluate(_WORKDIR.value, _SPLIT.value, _NUM.value, _CLIP_WORKDIR.value,
-                           _SAMPLER.value, _STEPS.value, _SEED.value, _OUT.value, _SWEEP.value,
-                           _GUIDANCE.value, _DATASET.value, _PRECISION.value,
-                           _GUIDANCE_MIN_STEP.value, _DDIM_ETA.value, _TWO_SAMPLE.value,
-                           _SWEEP_REPORTS.value, _SWEEP_RATES.value, _DATA_FROM.value,
-                           _AUTOGUIDANCE.value, _GUIDANCE_DROPOUT.value)
+  out = evaluator.evaluate(
+      _WORKDIR.value, _SPLIT.value, _NUM.value, _CLIP_WORKDIR.value, _SAMPLER.value, _STEPS.value,
+      _SEED.value, _OUT.value, _SWEEP.value, dataset=_DATASET.value, precision=_PRECISION.value,
+      ddim_eta=_DDIM_ETA.value, two_sample_tests_run=_TWO_SAMPLE.value,
+      sweep_reports=_SWEEP_REPORTS.value, sweep_rates=_SWEEP_RATES.value,
+      data_from=_DATA_FROM.value, **sampling_settings.flag_values(_GUIDANCE))
   print(evaluator.summary_table(out / 'metrics.json'))
   for label, name in (('metrics', 'metrics.json'), ('report', 'report.md'),
                       ('generated ECGs', 'generated.npz')):

@@ -41,15 +41,8 @@ _DDIM_ETA = flags.DEFINE_float(
     'ddim_eta', None, 'DDIM\'s fresh noise per step: 0 deterministic, 1 the DDPM posterior\'s, '
     'above 1 more. Default: the config\'s sampling.ddim_eta.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
-_GUIDANCE = flags.DEFINE_float('guidance_scale', None, 'Classifier-free guidance scale; 1: none '
-                               '(the conditional model alone). Default: the model config\'s '
-                               'sampling.guidance_scale.')
-_AUTOGUIDANCE, _GUIDANCE_DROPOUT = sampling_settings.define_autoguidance_flags(flags)
+_GUIDANCE = sampling_settings.define_guidance_flags(flags)
 flags.adopt_module_key_flags(sampling_settings)  # listed by --help
-_GUIDANCE_MIN_STEP = flags.DEFINE_integer(
-    'guidance_min_step', None, 'Guide only the denoising steps t >= this (0-999; the steps below '
-    'take the conditional prediction alone). Default: the config\'s sampling.guidance_min_step '
-    '(0: every step).')
 _PRECISION = flags.DEFINE_enum('precision', None, ['float32', 'bfloat16'],
                                'Compute precision of the U-Net and VAE decoder (default: the '
                                'model config\'s; bfloat16 is for accelerators).')
@@ -81,9 +74,8 @@ def main(argv):
   model = open_model(_WORKDIR.value or 'pretrained')
   generator = Generator(model, expected_text_encoder(model, _TEXT_ENCODER.value),
                         precision=_PRECISION.value)
-  settings = generator.settings(_SAMPLER.value, _STEPS.value, _DDIM_ETA.value, _GUIDANCE.value,
-                                _GUIDANCE_MIN_STEP.value, _AUTOGUIDANCE.value,
-                                _GUIDANCE_DROPOUT.value)
+  settings = generator.settings(_SAMPLER.value, _STEPS.value, _DDIM_ETA.value,
+                                **sampling_settings.flag_values(_GUIDANCE))
   ecgs = generator.generate(_TEXT.value, _AGE.value, None if sex == 'U' else sex, _HR.value,
                             _NUM.value, seed=_SEED.value, **settings.as_kwargs())
   age = generator.filled_age(_AGE.value)
@@ -93,11 +85,8 @@ def main(argv):
                     age=age, age_known=_AGE.value is not None, sex=sex, heart_rate=_HR.value,
                     sampler=settings.sampler,
                     steps=settings.unet_steps(generator.schedule.num_timesteps),
-                    ddim_eta=settings.ddim_eta if settings.sampler == 'ddim' else None,
-                    guidance_scale=settings.guidance_scale,
-                    guidance_min_step=settings.guidance_min_step,
-                    autoguidance_scale=settings.autoguidance_scale,
-                    guidance_dropout=settings.guidance_dropout, seed=_SEED.value,
+                    **dict(settings.as_kwargs(), ddim_eta=settings.ddim_eta
+                           if settings.sampler == 'ddim' else None), seed=_SEED.value,
                     text_encoder=generator.text_encoder.model)
   age_text = f'{age:g} y' if _AGE.value is not None else f'age unknown ({age:g} y used)'
   title = (f'{" | ".join(_TEXT.value)}\n{sex}, {age_text}, requested HR {_HR.value:g} bpm, '

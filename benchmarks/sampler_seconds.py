@@ -16,6 +16,7 @@ import time
 import numpy as np
 import jax
 
+from diffusets_jax.diffusion import sampling_settings
 from diffusets_jax.generate import Generator
 import environment  # benchmarks/environment.py, beside this script
 
@@ -49,7 +50,9 @@ def time_sampler(generator: Generator, options: dict, num: int, repeats: int) ->
     times.append(time.perf_counter() - start)
   return dict(sampler=settings.sampler, steps=settings.unet_steps(
       generator.config.diffusion.num_timesteps), ddim_eta=settings.ddim_eta, num=num,
-      guidance_scale=settings.guidance_scale, compile_s=round(compile_s, 2),
+      unet_evaluations=settings.unet_evaluations(generator.config.diffusion.num_timesteps),
+      **{field: getattr(settings, field) for field in sampling_settings.GUIDANCE_FIELDS},
+      compile_s=round(compile_s, 2),
       median_s=round(float(np.median(times)), 3), min_s=round(float(np.min(times)), 3),
       repeats=repeats)
 

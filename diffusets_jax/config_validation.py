@@ -80,8 +80,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                      f'{config.sampling.guidance_scale}')
   sampling_settings.check_autoguidance(config.sampling.autoguidance_scale,
                                        config.sampling.guidance_dropout, 'sampling.')
-  samplers.check_guidance_min_step(config.sampling.guidance_min_step,
-                                   config.diffusion.num_timesteps, 'sampling.guidance_min_step')
+  for field in ('guidance_min_step', 'autoguidance_min_step'):
+    samplers.check_guidance_min_step(config.sampling[field], config.diffusion.num_timesteps,
+                                     f'sampling.{field}')
   samplers.check_ddim_eta(config.sampling.ddim_eta, 'sampling.ddim_eta')
   if config.sampling.sampler not in sampling_settings.SAMPLERS:
     raise ValueError(f"sampling.sampler must be one of {', '.join(sampling_settings.SAMPLERS)}, "

@@ -7,6 +7,7 @@ patient information.
                       heart_rate=55, num=4, sampler='ddim', steps=50, seed=0)
   ecgs.shape  # (4, 1024, 12), mV, standard lead order, 102.4 Hz
 """
+import dataclasses
 import functools
 
 import numpy as np
@@ -115,10 +116,12 @@ class Generator:
   def settings(self, sampler: str | None = None, steps: int | None = None,
                ddim_eta: float | None = None, guidance_scale: float | None = None,
                guidance_min_step: int | None = None, autoguidance_scale: float | None = None,
-               guidance_dropout: float | None = None) -> SamplingSettings:
+               guidance_dropout: float | None = None,
+               autoguidance_min_step: int | None = None) -> SamplingSettings:
     """Validated sampling settings; each None takes this model's config value (sampling.*)."""
     return sampling_settings.resolve(self.config, sampler, steps, ddim_eta, guidance_scale,
-                                     guidance_min_step, autoguidance_scale, guidance_dropout)
+                                     guidance_min_step, autoguidance_scale, guidance_dropout,
+                                     autoguidance_min_step)
 
   def generate_from_conditions(self, cond, sampler: str | None = None, steps: int | None = None,
                                seed: int = 0, batch_size: int = 64,
@@ -127,7 +130,8 @@ class Generator:
                                guidance_min_step: int | None = None,
                                ddim_eta: float | None = None,
                                autoguidance_scale: float | None = None,
-                               guidance_dropout: float | None = None) -> np.ndarray:
+                               guidance_dropout: float | None = None,
+                               autoguidance_min_step: int | None = None) -> np.ndarray:
     """ECGs (n, 1024, 12) mV for condition vectors (n, d_text + 3), generated `batch_size` at a
     time (the last batch padded, so one shape compiles once), each batch split over the
     devices; batch_size is rounded up to a multiple of their number. Batch b uses the key
@@ -135,7 +139,7 @@ class Generator:
     The sampling settings are as in `generate`."""
     batch_size = batching.round_to_devices(batch_size, len(self.devices))
     settings = self.settings(sampler, steps, ddim_eta, guidance_scale, guidance_min_step,
-                             autoguidance_scale, guidance_dropout)
+                             autoguidance_scale, guidance_dropout, autoguidance_min_step)
     cond = np.asarray(cond, np.float32)
     out = []
     for number, part in tqdm(list(batching.fixed_batches(len(cond), batch_size)), desc=progress,
@@ -150,7 +154,8 @@ class Generator:
                guidance_scale: float | None = None,
                guidance_min_step: int | None = None,
                ddim_eta: float | None = None, autoguidance_scale: float | None = None,
-               guidance_dropout: float | None = None) -> np.ndarray:
+               guidance_dropout: float | None = None,
+               autoguidance_min_step: int | None = None) -> np.ndarray:
     """ECGs (num, 1024, 12) in mV, standard lead order, 102.4 Hz.
 
     reports: one report or several in order of importance; age in years (0-120) or None
@@ -161,12 +166,13 @@ class Generator:
     every step). ddim_eta: the ddim sampler's fresh noise per step, 0 deterministic, 1 the DDPM
     posterior's, above 1 more (None: the config's sampling.ddim_eta). autoguidance_scale:
     autoguidance, away from the same U-Net with guidance_dropout of its block activations
-    dropped, alone or on top of classifier-free guidance (None: the config's; 1: none).
+    dropped, alone or on top of classifier-free guidance (None: the config's; 1: none), on the
+    steps t >= autoguidance_min_step (None: the config's; 0: every step).
     """
     if num < 1:
       raise ValueError(f'num must be at least 1, got {num}')
     settings = self.settings(sampler, steps, ddim_eta, guidance_scale, guidance_min_step,
-                             autoguidance_scale, guidance_dropout)
+                             autoguidance_scale, guidance_dropout, autoguidance_min_step)
     cond = self.condition(reports, age, sex, heart_rate, num)
     ecg, _ = self.sample_batch(cond, settings, jax.random.PRNGKey(seed))
     return np.asarray(ecg)
@@ -177,9 +183,7 @@ class Generator:
     program (None: where the scale is not 1; True at scale 1 computes the conditional model
     through it)."""
     guided = settings.guided if guided is None else guided
-    return self._sample(self.params(), jnp.asarray(cond, jnp.float32), settings.sampler,
-                        settings.steps, guided, settings.guidance_min_step, settings.ddim_eta,
-                        settings.autoguidance_scale, settings.guidance_dropout,
+    return self._sample(self.params(), jnp.asarray(cond, jnp.float32), _static(settings), guided,
                         settings.guidance_scale, self.batch_sharding(len(cond)), rng)
 
   def compiled_sampler(self, num: int, settings: SamplingSettings):
@@ -187,10 +191,8 @@ class Generator:
     benchmarks, which time the compile apart from the runs."""
     cond = jax.ShapeDtypeStruct((num, factory.condition_dim(self.config)), jnp.float32)
     compiled = self._sample.lower(
-        self, self.params(), cond, settings.sampler, settings.steps, settings.guided,
-        settings.guidance_min_step, settings.ddim_eta, settings.autoguidance_scale,
-        settings.guidance_dropout, settings.guidance_scale, self.batch_sharding(num),
-        jax.random.PRNGKey(0)).compile()
+        self, self.params(), cond, _static(settings), settings.guided, settings.guidance_scale,
+        self.batch_sharding(num), jax.random.PRNGKey(0)).compile()
     sample = lambda cond, rng: compiled(self.params(), jnp.asarray(cond, jnp.float32),
                                         settings.guidance_scale, rng)
     sample.compiled = compiled  # for its memory analysis
@@ -222,12 +224,13 @@ class Generator:
     return self.conditioning['missing_age']
 
   def noise_predictor(self, unet_variables, guided: bool, guidance_scale, min_step: int = 0,
-                      autoguidance_scale: float = 1.0, guidance_dropout: float = 0.0):
+                      autoguidance_scale: float = 1.0, guidance_dropout: float = 0.0,
+                      autoguidance_min_step: int = 0):
     """eps_fn(z_t, t, cond) -> eps_hat of the U-Net with `unet_variables` (its output turned
     into a noise prediction where it predicts v), with classifier-free guidance
-    (samplers.guided) where `guided`, and autoguidance (samplers.autoguided) at
-    autoguidance_scale != 1 against the same U-Net with guidance_dropout of its block
-    activations dropped. guidance_scale may be traced."""
+    (samplers.guided) on t >= min_step where `guided`, and autoguidance (samplers.autoguided) on
+    t >= autoguidance_min_step at autoguidance_scale != 1, against the same U-Net with
+    guidance_dropout of its block activations dropped. guidance_scale may be traced."""
     kind = self.config.diffusion.prediction
 
     def eps_fn_with_drop(z, t, c, drop=None):
@@ -248,40 +251,47 @@ class Generator:
 
     if guided:
       return samplers.guided(eps_fn_with_drop, guidance_scale, min_step, weak_eps_fn,
-                             autoguidance_scale)
-    return samplers.autoguided(eps_fn_with_drop, weak_eps_fn, autoguidance_scale, min_step)
+                             autoguidance_scale, autoguidance_min_step)
+    return samplers.autoguided(eps_fn_with_drop, weak_eps_fn, autoguidance_scale,
+                               autoguidance_min_step)
 
-  @functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6, 7, 8, 9, 11))
-  def _sample(self, params, cond, sampler, steps, guided, guidance_min_step, ddim_eta,
-              autoguidance_scale, guidance_dropout, guidance_scale, sharding, rng):
-    # `guided` is static: unguided, the program is exactly the conditional model at half the
-    # cost; guided, the scale is a traced constant of one compiled program for every scale.
-    # guidance_min_step, ddim_eta and autoguidance's settings are static (Python branches).
-    # `sharding` lays the batch out over the devices: every per-example tensor is constrained
-    # to it and XLA partitions the loop, so each device runs its share of the batch.
+  @functools.partial(jax.jit, static_argnums=(0, 3, 4, 6))
+  def _sample(self, params, cond, settings, guided, guidance_scale, sharding, rng):
+    # `settings` (from _static) and `guided` are static: unguided, the program is exactly the
+    # conditional model at half the cost; guided, the scale is a traced constant of one
+    # compiled program for every scale. `sharding` lays the batch out over the devices: every
+    # per-example tensor is constrained to it and XLA partitions the loop, so each device runs
+    # its share of the batch.
     vae_params, unet_variables = params
     split = lambda x: jax.lax.with_sharding_constraint(x, sharding)
     cond = split(cond)
-    predict = self.noise_predictor(unet_variables, guided, guidance_scale, guidance_min_step,
-                                   autoguidance_scale, guidance_dropout)
+    predict = self.noise_predictor(unet_variables, guided, guidance_scale,
+                                   settings.guidance_min_step, settings.autoguidance_scale,
+                                   settings.guidance_dropout, settings.autoguidance_min_step)
     eps_fn = lambda z, t, c: split(predict(split(z), t, c))
     decode_fn = lambda z: split(self.vae.apply({'params': vae_params}, split(z),
                                                method=self.vae.decode))
     shape = (cond.shape[0],) + factory.latent_shape(self.config)
     clip = self.config.sampling.clip
-    if sampler == 'ddpm':
+    if settings.sampler == 'ddpm':
       return samplers.ddpm_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng, clip)
-    if sampler == 'dpmpp':
-      return samplers.dpmpp_2m_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng, steps,
-                                      clip)
-    return samplers.ddim_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng, steps, clip,
-                                ddim_eta)
+    if settings.sampler == 'dpmpp':
+      return samplers.dpmpp_2m_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng,
+                                      settings.steps, clip)
+    return samplers.ddim_sample(eps_fn, decode_fn, self.schedule, cond, shape, rng,
+                                settings.steps, clip, settings.ddim_eta)
 
   def __hash__(self):
     return id(self)
 
   def __eq__(self, other):
     return self is other
+
+
+def _static(settings: SamplingSettings) -> SamplingSettings:
+  """The settings as Generator._sample's static argument: the guidance scale, a traced argument
+  of its own, left out, so that one program serves every scale."""
+  return dataclasses.replace(settings, guidance_scale=None)
 
 
 class VAECodec:

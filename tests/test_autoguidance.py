@@ -98,3 +98,47 @@ def test_guidance_and_autoguidance_together_are_the_sum_of_both_terms(guided_wor
   assert np.abs(np.asarray(both - cfg)).max() > 1e-3
   settings = gen.settings('ddim', 50, guidance_scale=2.0, autoguidance_scale=3.0)
   assert settings.predictions_per_step() == 3 and settings.unet_evaluations(1000) == 75
+
+
+def test_autoguidance_keeps_to_its_own_interval_and_skips_the_weak_call_outside_it():
+  """CFG on every step, autoguidance on t >= 6 only: below, exactly CFG and no weak call (a weak
+  model returning NaN leaves the result finite); above, both terms."""
+  z = jnp.asarray(np.random.default_rng(1).standard_normal((3, 16, 4)), jnp.float32)
+  cond, t = jnp.zeros((3, 2)), jnp.array([5, 6, 7])
+  with_drop = lambda z, t, c, drop: jnp.where(drop[:, None, None], 0.5 * z, 0.7 * z + 1.0)
+  weak = lambda z, t, c: -0.2 * z
+  eps_c, eps_u, eps_w = 0.7 * z + 1.0, 0.5 * z, -0.2 * z
+  cfg = eps_c + 1.5 * (eps_c - eps_u)
+  both = samplers.guided(with_drop, 2.5, 0, weak, 3.0, autoguidance_min_step=6)(z, t, cond)
+  np.testing.assert_allclose(both[0], cfg[0], rtol=1e-6)
+  np.testing.assert_allclose(both[1:], (cfg + 2.0 * (eps_c - eps_w))[1:], rtol=1e-5, atol=1e-5)
+  nan_weak = lambda z, t, c: jnp.full_like(z, jnp.nan)
+  below = jnp.array([5, 5, 5])
+  for eps_fn in (samplers.guided(with_drop, 2.5, 0, nan_weak, 3.0, autoguidance_min_step=6),
+                 samplers.autoguided(lambda z, t, c: with_drop(z, t, c, jnp.zeros(3, bool)),
+                                     nan_weak, 3.0, min_step=6)):
+    assert np.all(np.isfinite(jax.jit(eps_fn)(z, below, cond)))
+    assert np.all(np.isnan(jax.jit(eps_fn)(z, t, cond)[1:]))  # the weak model is used above
+
+
+def test_the_evaluation_count_has_the_weak_call_on_autoguided_steps_only(guided_workdir):
+  gen = Generator.from_workdir(guided_workdir)
+  settings = gen.settings('ddim', 50, guidance_scale=2.5, autoguidance_scale=3.0,
+                          autoguidance_min_step=150)
+  # DDIM's 50 steps are t = 980, 960, ..., 0; 42 of them (160 to 980) are autoguided.
+  assert settings.unet_evaluations(1000) == 50 + 0.5 * 42
+  assert settings.describe() == ('ddim, guidance 2.5, autoguidance 3 (dropout 0.3) '
+                                 'on t >= 150')
+  assert gen.settings('ddpm', guidance_scale=2.0, autoguidance_scale=3.0,
+                      autoguidance_min_step=150).unet_evaluations(1000) == 1000 + 0.5 * 850
+  # Alone, a strong/weak pair or the strong prediction: one evaluation a step either way.
+  assert gen.settings('ddim', 50, guidance_scale=1.0, autoguidance_scale=3.0,
+                      autoguidance_min_step=150).unet_evaluations(1000) == 50
+  with pytest.raises(ValueError, match=r'autoguidance_min_step must be an integer in \[0, 1000\)'):
+    gen.settings(autoguidance_scale=3.0, autoguidance_min_step=1000)
+
+
+def test_autoguidance_min_step_is_checked_in_the_config(config):
+  config.sampling.autoguidance_min_step = -1
+  with pytest.raises(ValueError, match='sampling.autoguidance_min_step must be an integer'):
+    config_validation.validate(config)

@@ -26,16 +26,27 @@ def _inside_interval(scale, t, min_step: int, ndim: int):
   return jnp.where(t >= min_step, scale, 1.0).reshape((-1,) + (1,) * (ndim - 1))
 
 
+def _weak_where_needed(weak_eps_fn: Callable, z_t, t, cond, min_step: int, fallback):
+  """weak_eps_fn's prediction where some example is on a step t >= min_step, else `fallback`
+  without calling it: the steps outside autoguidance's interval cost no weak U-Net call."""
+  if min_step <= 0:
+    return weak_eps_fn(z_t, t, cond)
+  return jax.lax.cond(jnp.any(t >= min_step), lambda: weak_eps_fn(z_t, t, cond),
+                      lambda: fallback)
+
+
 def guided(eps_fn_with_drop: Callable, guidance_scale, min_step: int = 0,
-           weak_eps_fn: Callable | None = None, autoguidance_scale: float = 1.0) -> Callable:
+           weak_eps_fn: Callable | None = None, autoguidance_scale: float = 1.0,
+           autoguidance_min_step: int = 0) -> Callable:
   """Classifier-free guidance as an eps_fn: eps_c + (s - 1) (eps_c - eps_u), plus, with a
   `weak_eps_fn`, autoguidance's (a - 1) (eps_c - eps_weak) (`autoguided`), a = autoguidance_scale.
 
   `eps_fn_with_drop(z, t, cond, drop)` is the U-Net with a null condition; the conditional and
   unconditional predictions come from one call on the doubled batch. Written with s - 1 so that
   s = 1 adds exactly zero to eps_c. `guidance_scale` may be traced (it is a scan constant).
-  Steps t < min_step take the conditional prediction alone (guidance in a limited interval,
-  Kynkaanniemi et al. 2024); 0 guides every step.
+  Steps t < min_step take no classifier-free guidance (guidance in a limited interval,
+  Kynkaanniemi et al. 2024), steps t < autoguidance_min_step no autoguidance; 0 guides every
+  step.
   """
   def eps_fn(z_t, t, cond):
     n = z_t.shape[0]
@@ -47,8 +58,9 @@ def guided(eps_fn_with_drop: Callable, guidance_scale, min_step: int = 0,
     eps = eps_c + (scale - 1.0) * (eps_c - eps_u)
     if weak_eps_fn is None:
       return eps
-    auto = _inside_interval(autoguidance_scale, t, min_step, z_t.ndim)
-    return eps + (auto - 1.0) * (eps_c - weak_eps_fn(z_t, t, cond))
+    auto = _inside_interval(autoguidance_scale, t, autoguidance_min_step, z_t.ndim)
+    eps_weak = _weak_where_needed(weak_eps_fn, z_t, t, cond, autoguidance_min_step, eps_c)
+    return eps + (auto - 1.0) * (eps_c - eps_weak)
 
   return eps_fn
 
@@ -59,9 +71,10 @@ def autoguided(eps_fn_strong: Callable, eps_fn_weak: Callable, guidance_scale,
   `eps_fn_weak(z, t, cond)` is a degraded version of `eps_fn_strong`, both conditional. Where
   classifier-free guidance pushes away from the unconditional prediction, this pushes away from
   the errors a worse model makes more of. s = 1 adds exactly zero; steps t < min_step take the
-  strong prediction alone (as `guided`)."""
+  strong prediction alone, without a weak call (as `guided`)."""
   def eps_fn(z_t, t, cond):
-    eps, eps_weak = eps_fn_strong(z_t, t, cond), eps_fn_weak(z_t, t, cond)
+    eps = eps_fn_strong(z_t, t, cond)
+    eps_weak = _weak_where_needed(eps_fn_weak, z_t, t, cond, min_step, eps)
     scale = _inside_interval(guidance_scale, t, min_step, z_t.ndim)
     return eps + (scale - 1.0) * (eps - eps_weak)
 

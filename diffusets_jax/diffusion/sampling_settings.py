@@ -10,6 +10,9 @@ import numpy as np
 from diffusets_jax.diffusion import samplers
 
 SAMPLERS = ('ddpm', 'ddim', 'dpmpp')
+# The fields of SamplingSettings that set the guidance (classifier-free and autoguidance).
+GUIDANCE_FIELDS = ('guidance_scale', 'guidance_min_step', 'autoguidance_scale',
+                   'guidance_dropout', 'autoguidance_min_step')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,11 +21,12 @@ class SamplingSettings:
   steps: int                # ddim and dpmpp steps; 0 for ddpm, which runs every step
   ddim_eta: float           # DDIM's fresh noise per step (0 for the others)
   guidance_scale: float     # classifier-free guidance; 1: none
-  guidance_min_step: int    # guide only the steps t >= it; 0: every step
-  # Autoguidance away from the same U-Net with guidance_dropout of its block activations dropped;
-  # 1: none
+  guidance_min_step: int    # classifier-free guidance only on the steps t >= it; 0: every step
+  # Autoguidance away from the same U-Net with guidance_dropout of its block activations dropped
+  # (1: none), only on the steps t >= autoguidance_min_step (0: every step)
   autoguidance_scale: float
   guidance_dropout: float
+  autoguidance_min_step: int = 0
 
   @property
   def autoguided(self) -> bool:
@@ -44,11 +48,22 @@ class SamplingSettings:
     """Denoising steps of one run."""
     return self.steps or num_timesteps
 
+  def timesteps(self, num_timesteps: int) -> np.ndarray:
+    """The steps t at which the U-Net is evaluated, in the order the sampler takes them."""
+    if self.sampler == 'ddpm':
+      return np.arange(num_timesteps - 1, -1, -1)
+    return np.asarray(samplers.ddim_timesteps(num_timesteps, self.steps))
+
   def unet_evaluations(self, num_timesteps: int) -> float:
     """U-Net evaluations of one run, a batched pair of predictions counted once (CFG's
     conditional and unconditional, or autoguidance's strong and weak); a step with all three
-    counts 1.5."""
-    return self.unet_steps(num_timesteps) * max(1.0, self.predictions_per_step() / 2)
+    counts 1.5. Autoguidance's weak model is called on the steps t >= autoguidance_min_step
+    only."""
+    steps = self.unet_steps(num_timesteps)
+    if not (self.guided and self.autoguided):
+      return float(steps)
+    weak_steps = int(np.sum(self.timesteps(num_timesteps) >= self.autoguidance_min_step))
+    return steps + 0.5 * weak_steps
 
   def describe(self) -> str:
     """A few words for titles, e.g. 'ddim eta 3, guidance 3 on t >= 400'."""
@@ -56,10 +71,12 @@ class SamplingSettings:
     if self.ddim_eta:
       text += f' eta {self.ddim_eta:g}'
     text += f', guidance {self.guidance_scale:g}'
+    if self.guidance_min_step and self.guided:
+      text += f' on t >= {self.guidance_min_step}'
     if self.autoguided:
       text += f', autoguidance {self.autoguidance_scale:g} (dropout {self.guidance_dropout:g})'
-    if self.guidance_min_step and (self.guided or self.autoguided):
-      text += f' on t >= {self.guidance_min_step}'  # both guidances keep to the interval
+      if self.autoguidance_min_step:
+        text += f' on t >= {self.autoguidance_min_step}'
     return text
 
 
@@ -92,7 +109,8 @@ def check_guidance_scale(scale, has_null_condition: bool) -> float:
 def resolve(config, sampler: str | None = None, steps: int | None = None,
             ddim_eta: float | None = None, guidance_scale: float | None = None,
             guidance_min_step: int | None = None, autoguidance_scale: float | None = None,
-            guidance_dropout: float | None = None) -> SamplingSettings:
+            guidance_dropout: float | None = None,
+            autoguidance_min_step: int | None = None) -> SamplingSettings:
   """Validated settings; each None takes the config's sampling.* value. An eta > 0 asked for
   with the ddpm sampler is an error (it adds its own noise)."""
   s = config.sampling
@@ -117,16 +135,37 @@ def resolve(config, sampler: str | None = None, steps: int | None = None,
                                config.diffusion.condition_dropout > 0)
   min_step = samplers.check_guidance_min_step(
       s.guidance_min_step if guidance_min_step is None else guidance_min_step, num_timesteps)
-  return SamplingSettings(sampler, int(steps), float(ddim_eta), scale, min_step, auto, dropout)
+  auto_min_step = samplers.check_guidance_min_step(
+      s.autoguidance_min_step if autoguidance_min_step is None else autoguidance_min_step,
+      num_timesteps, 'autoguidance_min_step')
+  return SamplingSettings(sampler, int(steps), float(ddim_eta), scale, min_step, auto, dropout,
+                          auto_min_step)
 
 
-def define_autoguidance_flags(flags):
-  """The --autoguidance_scale and --guidance_dropout flags of the command-line tools (absl)."""
-  scale = flags.DEFINE_float(
-      'autoguidance_scale', None, 'Autoguidance, alone or on top of --guidance_scale: each step '
-      'is also pushed away from the same U-Net with --guidance_dropout of its activations '
-      'dropped; 1: none. Default: the config\'s sampling.autoguidance_scale.')
-  dropout = flags.DEFINE_float(
-      'guidance_dropout', None, 'Share of the block activations autoguidance\'s weak model '
-      'drops. Default: the config\'s sampling.guidance_dropout.')
-  return scale, dropout
+def define_guidance_flags(flags) -> dict:
+  """The guidance flags of the command-line tools (absl), by SamplingSettings field; each
+  defaults to None, the model config's sampling.* value."""
+  return dict(
+      guidance_scale=flags.DEFINE_float(
+          'guidance_scale', None, 'Classifier-free guidance scale; 1: none (the conditional '
+          'model alone). Default: the config\'s sampling.guidance_scale.'),
+      guidance_min_step=flags.DEFINE_integer(
+          'guidance_min_step', None, 'Classifier-free guidance only on the denoising steps '
+          't >= this (0-999; the steps below take the conditional prediction alone). Default: '
+          'the config\'s sampling.guidance_min_step (0: every step).'),
+      autoguidance_scale=flags.DEFINE_float(
+          'autoguidance_scale', None, 'Autoguidance, alone or on top of --guidance_scale: each '
+          'step is also pushed away from the same U-Net with --guidance_dropout of its '
+          'activations dropped; 1: none. Default: the config\'s sampling.autoguidance_scale.'),
+      guidance_dropout=flags.DEFINE_float(
+          'guidance_dropout', None, 'Share of the block activations autoguidance\'s weak model '
+          'drops. Default: the config\'s sampling.guidance_dropout.'),
+      autoguidance_min_step=flags.DEFINE_integer(
+          'autoguidance_min_step', None, 'Autoguidance only on the denoising steps t >= this '
+          '(0-999); the steps below make no weak U-Net call. Default: the config\'s '
+          'sampling.autoguidance_min_step (0: every step).'))
+
+
+def flag_values(guidance_flags: dict) -> dict:
+  """The values of define_guidance_flags' flags, as keyword arguments of resolve()."""
+  return {field: flag.value for field, flag in guidance_flags.items()}

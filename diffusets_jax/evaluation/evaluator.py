@@ -16,6 +16,7 @@ from diffusets_jax.config_schema import SWEEP_REPORTS
 from diffusets_jax.datasets import heart_rate as hr_detector
 from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ
+from diffusets_jax.diffusion import sampling_settings
 from diffusets_jax.evaluation import metrics, report, two_sample
 from diffusets_jax.evaluation.clip_features import ClipFeatures
 from diffusets_jax.generate import Generator
@@ -279,14 +280,16 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
              guidance_min_step: int | None = None, ddim_eta: float | None = None,
              two_sample_tests_run: bool = True, sweep_reports: str | None = None,
              sweep_rates=None, data_from=None, autoguidance_scale: float | None = None,
-             guidance_dropout: float | None = None) -> Path:
+             guidance_dropout: float | None = None,
+             autoguidance_min_step: int | None = None) -> Path:
   """Runs the protocol for a trained workdir (None: the shipped pretrained model, which then
   needs clip_workdir and out); returns the output folder (written whole or not at all: a failed
   run leaves no partial folder). `dataset`: one dataset of a model trained on several (default:
-  the split of all of them). guidance_min_step: guide only steps t >= it (None: the model's
-  sampling.guidance_min_step). ddim_eta: the ddim sampler's noise per step (None: the model's
-  sampling.ddim_eta). autoguidance_scale, guidance_dropout: autoguidance against the U-Net with
-  that share of its activations dropped (None: the model's sampling.*). sweep_reports,
+  the split of all of them). guidance_min_step: classifier-free guidance only on steps t >= it
+  (None: the model's sampling.guidance_min_step). ddim_eta: the ddim sampler's noise per step
+  (None: the model's sampling.ddim_eta). autoguidance_scale, guidance_dropout,
+  autoguidance_min_step: autoguidance against the U-Net with that share of its activations
+  dropped, on steps t >= the last (None: the model's sampling.*). sweep_reports,
   sweep_rates: the sweep's (None: the model's evaluation.sweep_reports and sweep_rates). data_from: a workdir whose config's data settings
   choose the real records (None: the model's own), so that models trained on different data are
   scored on the same records."""
@@ -311,7 +314,7 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   if sweep_rates is not None:
     evaluation.sweep_rates = tuple(float(rate) for rate in sweep_rates)
   settings = generator.settings(sampler, steps, ddim_eta, guidance_scale, guidance_min_step,
-                                autoguidance_scale, guidance_dropout)
+                                autoguidance_scale, guidance_dropout, autoguidance_min_step)
   data_config = config.data if data_from is None else workdirs.load_config(data_from).data
   data = input_pipeline.read_all(input_pipeline.open_split(data_config, split, dataset))
   index = select_records(len(data['ecg']), num, seed, split)
@@ -361,11 +364,10 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
       dataset=dataset or data_config.name, num=len(index), seed=seed, sampler=settings.sampler,
       steps=settings.unet_steps(config.diffusion.num_timesteps),
       # One U-Net evaluation per step (a guided step's conditional and unconditional halves run
-      # as one batched call; with autoguidance on top, 1.5); its wall time per ECG is
-      # seconds.generate_per_ecg_s.
+      # as one batched call; with autoguidance on top, 1.5 on its steps); its wall time per ECG
+      # is seconds.generate_per_ecg_s.
       unet_evaluations_per_ecg=settings.unet_evaluations(config.diffusion.num_timesteps),
-      guidance_scale=settings.guidance_scale, guidance_min_step=settings.guidance_min_step,
-      autoguidance_scale=settings.autoguidance_scale, guidance_dropout=settings.guidance_dropout,
+      **{field: getattr(settings, field) for field in sampling_settings.GUIDANCE_FIELDS},
       ddim_eta=settings.ddim_eta if settings.sampler == 'ddim' else None,
       precision=precision or config.precision, devices=len(generator.devices),
       text=text_encoders.describe(generator.conditioning['text']), vae=vae_result, **result,

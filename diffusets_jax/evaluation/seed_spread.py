@@ -5,13 +5,15 @@ from pathlib import Path
 
 import numpy as np
 
+from diffusets_jax.diffusion import sampling_settings
+
 # Fields that must be equal across the runs for the spread to be the seed's alone.
 SAME = ('workdir', 'clip_workdir', 'split', 'dataset', 'num', 'sampler', 'steps', 'ddim_eta',
-        'guidance_scale', 'guidance_min_step', 'autoguidance_scale', 'guidance_dropout',
-        'precision', 'text')
+        *sampling_settings.GUIDANCE_FIELDS, 'precision', 'text')
 # Values of fields that runs of earlier versions do not record.
 # Guidance on every step, classifier-free.
-BEFORE_RECORDED = dict(guidance_min_step=0, autoguidance_scale=1.0, guidance_dropout=0.3)
+BEFORE_RECORDED = dict(guidance_min_step=0, autoguidance_scale=1.0, guidance_dropout=0.3,
+                       autoguidance_min_step=0)
 
 ROWS = (  # (label, path in metrics.json; a 'generated'/'real' pair unless it ends in a number)
     ('heart-rate MAE (bpm)', ('feature', 'heart_rate_mae_bpm')),
