@@ -82,3 +82,23 @@ def test_command_line_writes_json_and_table(tmp_path):
                             folders[0], '--out', str(out)], capture_output=True, text=True)
   assert missing.returncode != 0 and 'nowhere not found' in missing.stderr
   assert 'Traceback' not in missing.stderr
+
+
+def test_settings_of_a_guidance_that_is_off_may_differ(tmp_path):
+  """Without autoguidance its dropout changes nothing: such runs compare; with it, they do not."""
+  def load(seed, **changes):
+    path = tmp_path / f'{seed}_{len(changes)}_{sorted(changes.items())}.json'
+    path.write_text(json.dumps(metrics(seed, 9.0, 3.0, **changes)))
+    return seed_spread.load(path)
+  off = [load(0, autoguidance_scale=1.0, guidance_dropout=0.0), load(1, guidance_dropout=0.3)]
+  assert seed_spread.spread(off, ['a', 'b'])['guidance_dropout'] is None
+  on = [load(0, autoguidance_scale=3.0, guidance_dropout=0.5),
+        load(1, autoguidance_scale=3.0, guidance_dropout=0.3)]
+  with pytest.raises(ValueError, match="differ in 'guidance_dropout'"):
+    seed_spread.spread(on, ['a', 'b'])
+  result = seed_spread.spread([load(0, autoguidance_scale=3.0, guidance_dropout=0.5,
+                                    autoguidance_min_step=150),
+                               load(1, autoguidance_scale=3.0, guidance_dropout=0.5,
+                                    autoguidance_min_step=150)], ['a', 'b'])
+  assert 'guidance 3, autoguidance 3 (dropout 0.5) on t >= 150; seeds 0, 1' in \
+      seed_spread.markdown(result)

@@ -42,6 +42,11 @@ def load(path) -> dict:
   metrics = {**BEFORE_RECORDED, **json.loads(path.read_text())}
   # Earlier versions' ddim was deterministic; ddpm has no eta.
   metrics.setdefault('ddim_eta', 0.0 if metrics.get('sampler') == 'ddim' else None)
+  # Settings of a guidance that is off change nothing, so runs may differ in them.
+  if metrics['guidance_scale'] == 1.0:
+    metrics['guidance_min_step'] = None
+  if metrics['autoguidance_scale'] == 1.0:
+    metrics['guidance_dropout'] = metrics['autoguidance_min_step'] = None
   return metrics
 
 
@@ -94,11 +99,21 @@ def number(value: float) -> str:
   return '0' if abs(value) < 5e-4 else f'{value:.3g}'  # the real rate's MAE is ~1e-6
 
 
+def autoguidance(result: dict) -> str:
+  if result.get('autoguidance_scale') in (None, 1.0):
+    return ''
+  interval = (f' on t >= {result["autoguidance_min_step"]}' if result['autoguidance_min_step']
+              else '')
+  return (f', autoguidance {result["autoguidance_scale"]:g} (dropout '
+          f'{result["guidance_dropout"]:g}){interval}')
+
+
 def markdown(result: dict) -> str:
   seeds = result['seeds']
   lines = [f'{result["workdir"]} on {result["dataset"]} {result["split"]} ({result["num"]} '
            f'records), {result["sampler"]} {result["steps"]}, guidance '
-           f'{result["guidance_scale"]:g}; seeds {", ".join(map(str, seeds))}', '',
+           f'{result["guidance_scale"]:g}{autoguidance(result)}; seeds '
+           f'{", ".join(map(str, seeds))}', '',
            '| metric | ' + ' | '.join(f'seed {s}' for s in seeds)
            + ' | mean | sd | min - max | real (mean over the seeds) |',
            '|---|' + '---|' * (len(seeds) + 4)]
