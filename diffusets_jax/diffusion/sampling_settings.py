@@ -142,28 +142,24 @@ def resolve(config, sampler: str | None = None, steps: int | None = None,
                           auto_min_step)
 
 
+# What each guidance flag of the command-line tools does (its default is the config's value).
+GUIDANCE_FLAG_HELP = dict(
+    guidance_scale='Classifier-free guidance scale; 1: none (the conditional model alone).',
+    guidance_min_step='Classifier-free guidance only on the denoising steps t >= this (0-999; '
+    'the steps below take the conditional prediction alone; 0: every step).',
+    autoguidance_scale='Autoguidance, alone or on top of --guidance_scale: each step is also '
+    'pushed away from the same U-Net with --guidance_dropout of its activations dropped; 1: none.',
+    guidance_dropout='Share of the block activations autoguidance\'s weak model drops.',
+    autoguidance_min_step='Autoguidance only on the denoising steps t >= this (0-999); the steps '
+    'below make no weak U-Net call; 0: every step.')
+
+
 def define_guidance_flags(flags) -> dict:
   """The guidance flags of the command-line tools (absl), by SamplingSettings field; each
   defaults to None, the model config's sampling.* value."""
-  return dict(
-      guidance_scale=flags.DEFINE_float(
-          'guidance_scale', None, 'Classifier-free guidance scale; 1: none (the conditional '
-          'model alone). Default: the config\'s sampling.guidance_scale.'),
-      guidance_min_step=flags.DEFINE_integer(
-          'guidance_min_step', None, 'Classifier-free guidance only on the denoising steps '
-          't >= this (0-999; the steps below take the conditional prediction alone). Default: '
-          'the config\'s sampling.guidance_min_step (0: every step).'),
-      autoguidance_scale=flags.DEFINE_float(
-          'autoguidance_scale', None, 'Autoguidance, alone or on top of --guidance_scale: each '
-          'step is also pushed away from the same U-Net with --guidance_dropout of its '
-          'activations dropped; 1: none. Default: the config\'s sampling.autoguidance_scale.'),
-      guidance_dropout=flags.DEFINE_float(
-          'guidance_dropout', None, 'Share of the block activations autoguidance\'s weak model '
-          'drops. Default: the config\'s sampling.guidance_dropout.'),
-      autoguidance_min_step=flags.DEFINE_integer(
-          'autoguidance_min_step', None, 'Autoguidance only on the denoising steps t >= this '
-          '(0-999); the steps below make no weak U-Net call. Default: the config\'s '
-          'sampling.autoguidance_min_step (0: every step).'))
+  return {field: (flags.DEFINE_integer if field.endswith('min_step') else flags.DEFINE_float)(
+              field, None, f"{GUIDANCE_FLAG_HELP[field]} Default: the config's sampling.{field}.")
+          for field in GUIDANCE_FIELDS}
 
 
 def flag_values(guidance_flags: dict) -> dict:
