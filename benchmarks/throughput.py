@@ -92,7 +92,8 @@ def sampling_rows(precision, conv_form, sampler, batches, args, weights):
   generator = Generator(TrainedModel(config, vae_params, unet_params,
                                      conditioning_record(config, 50.0)))
   settings = generator.settings(sampler, args.ddim_steps, guidance_scale=args.guidance_scale)
-  label = 'ddpm-1000' if sampler == 'ddpm' else f'ddim-{settings.steps}'
+  label = (f'ddpm-{config.diffusion.num_timesteps}' if sampler == 'ddpm'
+           else f'ddim-{settings.steps}')
   rows, last = [], None
   for batch in batches:
     row = dict(section='sampling', sampler=label, precision=precision,
