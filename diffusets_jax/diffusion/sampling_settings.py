@@ -33,7 +33,8 @@ class SamplingSettings:
     return self.autoguidance_scale != 1.0
 
   def predictions_per_step(self) -> int:
-    """U-Net predictions per denoising step: conditional, unconditional (CFG), weak."""
+    """U-Net predictions on a step where every guidance acts: conditional, unconditional (CFG),
+    weak (autoguidance)."""
     return 1 + self.guided + self.autoguided
 
   @property
