@@ -161,13 +161,14 @@ class Generator:
     reports: one report or several in order of importance; age in years (0-120) or None
     (unknown); sex 'M', 'F' or None (unknown); heart_rate in bpm (20-300); sampler 'ddpm'
     (1000 ancestral steps, the reference), 'ddim' or 'dpmpp' (DPM-Solver++ 2M), the last two
-    over `steps` steps; each runs as one jitted scan including the VAE decode. guidance_scale: classifier-free guidance (None: the
-    config's; 1: none). guidance_min_step: classifier-free guidance only on the steps t >= it
-    (None: the config's; 0: every step). ddim_eta: the ddim sampler's fresh noise per step, 0 deterministic, 1 the DDPM
-    posterior's, above 1 more (None: the config's sampling.ddim_eta). autoguidance_scale:
-    autoguidance, away from the same U-Net with guidance_dropout of its block activations
-    dropped, alone or on top of classifier-free guidance (None: the config's; 1: none), on the
-    steps t >= autoguidance_min_step (None: the config's; 0: every step).
+    over `steps` steps; each runs as one jitted scan including the VAE decode.
+    guidance_scale: classifier-free guidance (None: the config's; 1: none). guidance_min_step:
+    classifier-free guidance only on the steps t >= it (None: the config's; 0: every step).
+    ddim_eta: the ddim sampler's fresh noise per step, 0 deterministic, 1 the DDPM posterior's,
+    above 1 more (None: the config's sampling.ddim_eta). autoguidance_scale: autoguidance, away
+    from the same U-Net with guidance_dropout of its block activations dropped, alone or on top
+    of classifier-free guidance (None: the config's; 1: none), on the steps
+    t >= autoguidance_min_step (None: the config's; 0: every step).
     """
     if num < 1:
       raise ValueError(f'num must be at least 1, got {num}')
