@@ -86,8 +86,7 @@ def main(argv):
                     sampler=settings.sampler,
                     steps=settings.unet_steps(generator.schedule.num_timesteps),
                     ddim_eta=settings.ddim_eta if settings.sampler == 'ddim' else None,
-                    **{field: getattr(settings, field)
-                       for field in sampling_settings.GUIDANCE_FIELDS}, seed=_SEED.value,
+                    **settings.guidance(), seed=_SEED.value,
                     text_encoder=generator.text_encoder.model)
   age_text = f'{age:g} y' if _AGE.value is not None else f'age unknown ({age:g} y used)'
   title = (f'{" | ".join(_TEXT.value)}\n{sex}, {age_text}, requested HR {_HR.value:g} bpm, '

@@ -16,7 +16,6 @@ import time
 import numpy as np
 import jax
 
-from diffusets_jax.diffusion import sampling_settings
 from diffusets_jax.generate import Generator
 import environment  # benchmarks/environment.py, beside this script
 
@@ -51,7 +50,7 @@ def time_sampler(generator: Generator, options: dict, num: int, repeats: int) ->
   return dict(sampler=settings.sampler, steps=settings.unet_steps(
       generator.config.diffusion.num_timesteps), ddim_eta=settings.ddim_eta, num=num,
       unet_evaluations=settings.unet_evaluations(generator.config.diffusion.num_timesteps),
-      **{field: getattr(settings, field) for field in sampling_settings.GUIDANCE_FIELDS},
+      **settings.guidance(),
       compile_s=round(compile_s, 2),
       median_s=round(float(np.median(times)), 3), min_s=round(float(np.min(times)), 3),
       repeats=repeats)

@@ -144,8 +144,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.sampling.clip = 1.0
   config.sampling.guidance_scale = 1.0   # 1: the conditional prediction alone (no guidance)
   # Classifier-free guidance only on the steps t >= this (the noisier ones); the steps below
-  # take the conditional prediction alone. 0: every step. 200 and 400 cost fewer beats but not a closer rate on the
-  # shipped model (docs/experiments/guidance_and_sampler_on_val.md).
+  # take the conditional prediction alone. 0: every step. 200 and 400 cost fewer beats but not a
+  # closer rate on the shipped model (docs/experiments/guidance_and_sampler_on_val.md).
   config.sampling.guidance_min_step = 0
   # Autoguidance (Karras et al. 2024), alone or on top of the guidance above: each step is also
   # pushed away from a weak model, the same U-Net with guidance_dropout of its block activations

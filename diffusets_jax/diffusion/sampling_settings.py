@@ -41,6 +41,10 @@ class SamplingSettings:
   def guided(self) -> bool:
     return self.guidance_scale != 1.0
 
+  def guidance(self) -> dict:
+    """The guidance fields (GUIDANCE_FIELDS) by name, as a run records them."""
+    return {field: getattr(self, field) for field in GUIDANCE_FIELDS}
+
   def as_kwargs(self) -> dict:
     """The settings as the keyword arguments of Generator.generate and its kin."""
     return dataclasses.asdict(self)

@@ -16,7 +16,6 @@ from diffusets_jax.config_schema import SWEEP_REPORTS
 from diffusets_jax.datasets import heart_rate as hr_detector
 from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ
-from diffusets_jax.diffusion import sampling_settings
 from diffusets_jax.evaluation import metrics, report, two_sample
 from diffusets_jax.evaluation.clip_features import ClipFeatures
 from diffusets_jax.generate import Generator
@@ -289,10 +288,10 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
   (None: the model's sampling.guidance_min_step). ddim_eta: the ddim sampler's noise per step
   (None: the model's sampling.ddim_eta). autoguidance_scale, guidance_dropout,
   autoguidance_min_step: autoguidance against the U-Net with that share of its activations
-  dropped, on steps t >= the last (None: the model's sampling.*). sweep_reports,
-  sweep_rates: the sweep's (None: the model's evaluation.sweep_reports and sweep_rates). data_from: a workdir whose config's data settings
-  choose the real records (None: the model's own), so that models trained on different data are
-  scored on the same records."""
+  dropped, on steps t >= the last (None: the model's sampling.*). sweep_reports, sweep_rates:
+  the sweep's (None: the model's evaluation.sweep_reports and sweep_rates). data_from: a workdir
+  whose config's data settings choose the real records (None: the model's own), so that models
+  trained on different data are scored on the same records."""
   if workdir is None and (clip_workdir is None or out is None):
     raise ValueError('evaluating the pretrained model needs --clip_workdir (a workdir with a '
                      'trained clip stage) and --out')
@@ -367,7 +366,7 @@ def evaluate(workdir, split: str = 'test', num: int = 0, clip_workdir=None,
       # as one batched call; with autoguidance on top, 1.5 on its steps); its wall time per ECG
       # is seconds.generate_per_ecg_s.
       unet_evaluations_per_ecg=settings.unet_evaluations(config.diffusion.num_timesteps),
-      **{field: getattr(settings, field) for field in sampling_settings.GUIDANCE_FIELDS},
+      **settings.guidance(),
       ddim_eta=settings.ddim_eta if settings.sampler == 'ddim' else None,
       precision=precision or config.precision, devices=len(generator.devices),
       text=text_encoders.describe(generator.conditioning['text']), vae=vae_result, **result,
