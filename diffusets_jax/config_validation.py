@@ -51,6 +51,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                      f'{config.diffusion.stretch_max_factor}')
   if config.diffusion.shift_copies < 0:
     raise ValueError(f'diffusion.shift_copies must be >= 0, got {config.diffusion.shift_copies}')
+  if config.diffusion.fast_rate_extra_draws < 0 or not config.diffusion.fast_rate_bpm > 0:
+    raise ValueError(f'diffusion.fast_rate_extra_draws must be >= 0 and diffusion.fast_rate_bpm '
+                     f'positive, got {config.diffusion.fast_rate_extra_draws} and '
+                     f'{config.diffusion.fast_rate_bpm}')
   if not config.vae.latent_scale > 0:
     raise ValueError(f'vae.latent_scale must be positive, got {config.vae.latent_scale}')
   if not config.sampling.clip > 0:

@@ -126,6 +126,8 @@ def test_new_options_are_validated(config):
                                           ('diffusion.stretch_copies', -1),
                                           ('diffusion.stretch_max_factor', 1.0),
                                           ('diffusion.shift_copies', -1),
+                                          ('diffusion.fast_rate_extra_draws', -1),
+                                          ('diffusion.fast_rate_bpm', 0.0),
                                           ('unet.heart_rate_clock', -1),
                                           ('train.init_from', 'runs/other')])
 def test_training_options_are_validated(config, field, value):

@@ -120,3 +120,35 @@ def test_overfitting_options_are_validated(config, field, value):
   config[section][name] = value
   with pytest.raises(ValueError, match=name):
     config_validation.validate(config)
+
+
+def test_draw_order_repeats_the_fast_rows():
+  order = diffusion_stage.draw_order(np.array([60.0, 120.0, 100.0, 150.0]), 2, 100.0)
+  np.testing.assert_array_equal(order, [0, 1, 2, 3, 1, 3, 1, 3])
+  np.testing.assert_array_equal(diffusion_stage.draw_order(np.array([60.0, 120.0]), 0, 100.0),
+                                [0, 1])
+
+
+def test_training_draws_the_fast_latents_more_often(trained_workdir, monkeypatch):
+  """One epoch of the diffusion stage's batches (run_loop replaced, nothing compiled) holds each
+  latent above fast_rate_bpm 1 + extra_draws times and each other latent at most once."""
+  config = workdirs.load_config(trained_workdir)
+  data = workdirs.load_latents(trained_workdir, 'train')
+  rates = data['patient'][:, 2]
+  config.diffusion.fast_rate_bpm = float(np.median(rates))
+  config.diffusion.fast_rate_extra_draws = 2
+  config.diffusion.epochs = 1
+  captured = {}
+  monkeypatch.setattr(diffusion_stage, 'run_loop', lambda stage, config, workdir, state, step,
+                      batch_fn, total, *args, **kwargs: captured.update(batch_fn=batch_fn,
+                                                                        total=total))
+  diffusion_stage.train_diffusion(config_validation.validate(config), trained_workdir)
+  fast = rates > config.diffusion.fast_rate_bpm
+  assert 0 < fast.sum() < len(rates)
+  assert captured['total'] == (len(rates) + 2 * fast.sum()) // config.diffusion.batch_size
+  row_of = {latent.tobytes(): row for row, latent in enumerate(data['latent'])}
+  drawn = [row_of[latent.tobytes()] for step in range(captured['total'])
+           for latent in captured['batch_fn'](step)['latent']]
+  counts = np.bincount(drawn, minlength=len(rates))
+  assert counts[fast].max() == 3 and counts[~fast].max() == 1
+  assert counts[fast].sum() > 2 * fast.sum()  # most fast rows drawn 3 times (remainder dropped)

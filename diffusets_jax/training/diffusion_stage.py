@@ -48,6 +48,14 @@ def latent_batch(data: dict, index, example_index) -> dict:
               example_index=example_index)
 
 
+def draw_order(heart_rate, extra_draws: int, fast_rate_bpm: float) -> np.ndarray:
+  """The latents-file rows one epoch draws: every row once, then each row whose heart rate is
+  above fast_rate_bpm `extra_draws` more times (diffusion.fast_rate_extra_draws)."""
+  rows = np.arange(len(heart_rate))
+  fast = rows[np.asarray(heart_rate) > fast_rate_bpm]
+  return np.concatenate([rows, np.tile(fast, extra_draws)])
+
+
 def training_step(config, unet, schedule):
   """The pmapped training step this stage runs, with the config's loss options."""
   d = config.diffusion
@@ -62,20 +70,24 @@ def train_diffusion(config, workdir, max_steps: int | None = None):
   check_record(record, config,
                f'the training latents in {workdirs.latents_path(workdir, "train")}')
   workdirs.write_conditioning(workdir, 'diffusion', record)
-  batch_size = config.diffusion.batch_size
-  n = len(data['latent'])
+  d = config.diffusion
+  batch_size = d.batch_size
+  order = draw_order(data['patient'][:, 2], d.fast_rate_extra_draws, d.fast_rate_bpm)
+  n = len(order)
   per_epoch = batching.steps_per_epoch(n, batch_size)
-  total = per_epoch * config.diffusion.epochs
+  total = per_epoch * d.epochs
   unet, state = initial_unet_state(config, total)
   lr_fn = train_state.unet_lr(config, total)
-  log_main(f'[diffusion] {factory.count_params(state.params):,} parameters, {n} training '
-           f'latents (std {data["latent"].std():.3f}), {total} steps of batch {batch_size} on '
-           f'{describe_devices()}')
+  extra = (f' ({n - len(data["latent"])} extra draws of those above {d.fast_rate_bpm:g} bpm)'
+           if n > len(data['latent']) else '')
+  log_main(f'[diffusion] {factory.count_params(state.params):,} parameters, '
+           f'{len(data["latent"])} training latents{extra} (std {data["latent"].std():.3f}), '
+           f'{total} steps of batch {batch_size} on {describe_devices()}')
 
   rows = batching.process_rows(batch_size)
 
   def batch_fn(step):
-    index = batching.batch_indices(step, n, batch_size, config.seed)[rows]
+    index = order[batching.batch_indices(step, n, batch_size, config.seed)[rows]]
     return latent_batch(data, index, np.arange(batch_size)[rows])
 
   schedule = schedule_from_config(config)
