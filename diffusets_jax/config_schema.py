@@ -140,6 +140,10 @@ def get_config() -> ml_collections.ConfigDict:
   # more times per epoch (0: every latent once, as the reference).
   config.diffusion.fast_rate_extra_draws = 0
   config.diffusion.fast_rate_bpm = 100.0
+  # Typed prompts are often one statement ('Sinus tachycardia'); most training reports list
+  # several. True: each training record of two or more reports once more, prompted by one of
+  # them alone (training/latents_stage.py); False: as the reference.
+  config.diffusion.single_report_copies = False
 
   config.sampling = ml_collections.ConfigDict()
   config.sampling.sampler = 'ddpm'       # ddpm | ddim | dpmpp (DPM-Solver++ 2M)

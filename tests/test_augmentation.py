@@ -160,6 +160,8 @@ def test_phase_shifted_source():
 def test_augmentation_is_off_in_the_paper_config():
   config = diffusets.get_config()
   assert config.diffusion.stretch_copies == 0 and config.diffusion.shift_copies == 0
+  assert config.diffusion.fast_rate_extra_draws == 0
+  assert config.diffusion.single_report_copies is False
 
 
 def test_with_copies_stacks_the_kinds_as_the_latents_hold_them():
@@ -172,3 +174,24 @@ def test_with_copies_stacks_the_kinds_as_the_latents_hold_them():
   assert isinstance(stretched, augmentation.TimeStretched) and stretched.source is records
   assert (stretched.copies, stretched.max_factor, stretched.seed) == (2, 1.2, 8)
   assert len(both) == 1 * 3 * 4
+
+
+def test_single_report_copies_pair_each_multi_report_latent_with_one_report_alone():
+  from diffusets_jax.training.latents_stage import with_single_report_copies
+  latent = np.arange(3 * 2 * 1, dtype=np.float32).reshape(3, 2, 1)
+  data = dict(age=np.array([50.0, 60.0, 70.0], np.float32), sex=['F', 'M', 'F'],
+              heart_rate=np.array([60.0, 110.0, 80.0], np.float32), record_id=['a', 'b', 'c'],
+              reports=[['Normal ECG', 'Sinus rhythm'], ['Sinus tachycardia'],
+                       ['Left axis deviation', 'Sinus rhythm', 'Left ventricular hypertrophy']])
+  out_latent, out = with_single_report_copies(latent, data, seed=5)
+  np.testing.assert_array_equal(out_latent, latent[[0, 1, 2, 0, 2]])
+  assert out['record_id'] == ['a', 'b', 'c', 'a', 'c'] and out['sex'] == ['F', 'M', 'F', 'F', 'F']
+  np.testing.assert_array_equal(out['heart_rate'], [60.0, 110.0, 80.0, 60.0, 80.0])
+  np.testing.assert_array_equal(out['age'], [50.0, 60.0, 70.0, 50.0, 70.0])
+  assert out['reports'][:3] == data['reports']
+  assert [len(r) for r in out['reports'][3:]] == [1, 1]
+  assert out['reports'][3][0] in data['reports'][0] and out['reports'][4][0] in data['reports'][2]
+  assert with_single_report_copies(latent, data, seed=5)[1]['reports'] == out['reports']  # seeded
+  # Over seeds, every report of a record is the one drawn some time.
+  drawn = {with_single_report_copies(latent, data, seed)[1]['reports'][4][0] for seed in range(40)}
+  assert drawn == set(data['reports'][2])

@@ -40,7 +40,9 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
   vae.latent_scale, as the reference) and embeds each distinct prompt once. With
   diffusion.stretch_copies > 0 the train split also gets that many time-stretched copies of each
   record, and with diffusion.shift_copies > 0 that many phase-shifted copies of each record
-  (stretched copies included) after them (datasets/augmentation.py). Writes latents/<split>.npz holding
+  (stretched copies included) after them (datasets/augmentation.py); with
+  diffusion.single_report_copies, records of several reports once more with one of them alone,
+  after all of those. Writes latents/<split>.npz holding
   latent (n, 128, 4), patient (n, 3: sex code, age, heart rate), the distinct prompts with their
   embeddings and each record's prompt index, the record ids, and the conditioning record (JSON).
   Training reads these; it never embeds.
@@ -79,12 +81,29 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
       latents.append(encode(*batching.shard((ecg, noise)))[:len(chunk)])
     if main:
       data = input_pipeline.read_split_metadata(source)
+      latent = np.concatenate(latents)
+      if split == 'train' and config.diffusion.single_report_copies:
+        latent, data = with_single_report_copies(latent, data, config.seed + 5)
       if record is None:
         record = conditioning_record(config, patient.missing_age_fill(data['age']))
-      written[split] = write_latents(config, workdir, split, record, encoder,
-                                     np.concatenate(latents), data)
+      written[split] = write_latents(config, workdir, split, record, encoder, latent, data)
   distributed.barrier('latents written')
   return written
+
+
+def with_single_report_copies(latent, data: dict, seed: int):
+  """The latents and metadata (read_split_metadata's) with one more row for each record of two
+  or more reports: the same latent and patient, prompted by one of its reports alone, drawn with
+  `seed` (diffusion.single_report_copies). A typed prompt is often a single statement, as in
+  'Sinus tachycardia', while most training reports list several."""
+  several = [i for i, reports in enumerate(data['reports']) if len(reports) >= 2]
+  rng = np.random.default_rng(seed)
+  alone = [[data['reports'][i][rng.integers(len(data['reports'][i]))]] for i in several]
+  copied = {key: (np.concatenate([value, value[several]]) if isinstance(value, np.ndarray)
+                  else list(value) + [value[i] for i in several])
+            for key, value in data.items() if key != 'reports'}
+  copied['reports'] = list(data['reports']) + alone
+  return np.concatenate([latent, latent[several]]), copied
 
 
 def write_latents(config, workdir, split, record, encoder, latent, data) -> Path:
