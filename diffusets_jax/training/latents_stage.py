@@ -81,11 +81,11 @@ def encode_latents(config, workdir, vae_params=None) -> dict[str, Path]:
       latents.append(encode(*batching.shard((ecg, noise)))[:len(chunk)])
     if main:
       data = input_pipeline.read_split_metadata(source)
+      if record is None:  # from the records alone, before any copies
+        record = conditioning_record(config, patient.missing_age_fill(data['age']))
       latent = np.concatenate(latents)
       if split == 'train' and config.diffusion.single_report_copies:
         latent, data = with_single_report_copies(latent, data, config.seed + 5)
-      if record is None:
-        record = conditioning_record(config, patient.missing_age_fill(data['age']))
       written[split] = write_latents(config, workdir, split, record, encoder, latent, data)
   distributed.barrier('latents written')
   return written
