@@ -129,11 +129,13 @@ def test_draw_order_repeats_the_fast_rows():
                                 [0, 1])
 
 
-def test_training_draws_the_fast_latents_more_often(trained_workdir, monkeypatch):
+def test_training_draws_the_fast_latents_more_often(trained_workdir, tmp_path, monkeypatch):
   """One epoch of the diffusion stage's batches (run_loop replaced, nothing compiled) holds each
   latent above fast_rate_bpm 1 + extra_draws times and each other latent at most once."""
+  import shutil
+  shutil.copytree(trained_workdir / 'latents', tmp_path / 'latents')  # the stage writes beside them
   config = workdirs.load_config(trained_workdir)
-  data = workdirs.load_latents(trained_workdir, 'train')
+  data = workdirs.load_latents(tmp_path, 'train')
   rates = data['patient'][:, 2]
   config.diffusion.fast_rate_bpm = float(np.median(rates))
   config.diffusion.fast_rate_extra_draws = 2
@@ -142,7 +144,7 @@ def test_training_draws_the_fast_latents_more_often(trained_workdir, monkeypatch
   monkeypatch.setattr(diffusion_stage, 'run_loop', lambda stage, config, workdir, state, step,
                       batch_fn, total, *args, **kwargs: captured.update(batch_fn=batch_fn,
                                                                         total=total))
-  diffusion_stage.train_diffusion(config_validation.validate(config), trained_workdir)
+  diffusion_stage.train_diffusion(config_validation.validate(config), tmp_path)
   fast = rates > config.diffusion.fast_rate_bpm
   assert 0 < fast.sum() < len(rates)
   assert captured['total'] == (len(rates) + 2 * fast.sum()) // config.diffusion.batch_size
