@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 
 from diffusets_jax.datasets import augmentation, heart_rate, input_pipeline  # noqa: E402
 from diffusets_jax.datasets.preprocessing import NUM_SAMPLES, SAMPLE_RATE_HZ  # noqa: E402
+from diffusets_jax.io import plots  # noqa: E402
 
 LEAD_II = 1
 KINDS = ('shift', 'stretch')
@@ -69,7 +70,7 @@ def main():
   figure.tight_layout()
   out = Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  figure.savefig(out, dpi=90)
+  plots.save_figure(figure, out, dpi=90)
   print(f'wrote {out}')
 
 

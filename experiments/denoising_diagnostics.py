@@ -39,6 +39,7 @@ from diffusets_jax.diffusion import samplers  # noqa: E402
 from diffusets_jax.diffusion.schedule import add_noise  # noqa: E402
 from diffusets_jax.evaluation.evaluator import chosen_records, heart_rate_error  # noqa: E402
 from diffusets_jax.generate import Generator  # noqa: E402
+from diffusets_jax.io import plots  # noqa: E402
 from diffusets_jax.models import factory  # noqa: E402
 
 
@@ -118,7 +119,7 @@ def plot(result: dict, path: Path) -> None:
   axes[0].legend(fontsize=7)
   fig.suptitle(f'Denoising real ECG latents: {result["records"]} records', fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  plots.save_figure(fig, path, dpi=110)
   plt.close(fig)
 
 

@@ -32,6 +32,7 @@ from diffusets_jax.diffusion import samplers  # noqa: E402
 from diffusets_jax.diffusion.schedule import add_noise  # noqa: E402
 from diffusets_jax.evaluation.evaluator import chosen_records  # noqa: E402
 from diffusets_jax.generate import Generator  # noqa: E402
+from diffusets_jax.io import plots  # noqa: E402
 from diffusets_jax.models import factory  # noqa: E402
 
 rms = lambda x: jnp.sqrt(jnp.mean(x ** 2))
@@ -90,7 +91,7 @@ def plot(result: dict, path: Path) -> None:
   fig.suptitle(f'Exposure bias: {result["records"]} records, guidance '
                f'{result["guidance_scale"]:g}', fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  plots.save_figure(fig, path, dpi=110)
   plt.close(fig)
 
 

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from diffusets_jax.datasets import heart_rate as hr_detector  # noqa: E402
 from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ  # noqa: E402
 from diffusets_jax.evaluation.beats import diagnose  # noqa: E402
+from diffusets_jax.io import plots  # noqa: E402
 
 LEAD_II, LEAD_V2 = 1, 7
 
@@ -57,7 +58,7 @@ def plot_pauses(generated, requested, record_ids, path: Path, count: int = 6):
   axes[0, 0].legend(fontsize=8, loc='upper right')
   axes[-1, 0].set_xlabel('s (red lines: detected beats; black marks: the second detector\'s)')
   fig.tight_layout()
-  fig.savefig(path, dpi=80)
+  plots.save_figure(fig, path, dpi=80)
   plt.close(fig)
   return True
 

@@ -21,6 +21,7 @@ from diffusets_jax.datasets import input_pipeline
 from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ, STANDARD_LEADS
 from diffusets_jax.evaluation import evaluator, metrics
 from diffusets_jax.generate import VAECodec
+from diffusets_jax.io import plots
 from diffusets_jax.store import loading
 from diffusets_jax.store import workdir as workdirs
 
@@ -72,7 +73,7 @@ def plot_reconstructions(real, reconstructions: dict, out, records: int = 3):
   axes[0, 0].legend(fontsize=8, loc='upper right')
   fig.tight_layout()
   Path(out).parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(out, dpi=90)
+  plots.save_figure(fig, out, dpi=90)
   plt.close(fig)
 
 

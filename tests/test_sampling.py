@@ -80,6 +80,26 @@ def test_plot_has_the_paper_scale(tmp_path):
     plots.plot_ecg(np.zeros((1024, 11)), 102.4, tmp_path / 'y.png')
 
 
+def test_figures_are_palette_pngs_that_look_the_same(tmp_path):
+  from PIL import Image
+  fig, ax = plots.plt.subplots(figsize=(6, 3))
+  t = np.linspace(0, 10, 1024)
+  for lead in range(4):  # antialiased lines in four colours, a legend, text
+    ax.plot(t, np.sin(3 * t + lead) + 2 * lead, lw=0.8, label=f'lead {lead}')
+  ax.legend()
+  fig.savefig(tmp_path / 'matplotlib.png', dpi=110)  # matplotlib's own RGBA PNG
+  plots.save_figure(fig, tmp_path / 'palette.png', dpi=110)
+  plots.plt.close(fig)
+  own, palette = Image.open(tmp_path / 'matplotlib.png'), Image.open(tmp_path / 'palette.png')
+  assert (own.mode, palette.mode) == ('RGBA', 'P')
+  difference = np.abs(np.asarray(own.convert('RGB'), np.int32)
+                      - np.asarray(palette.convert('RGB'), np.int32))
+  assert difference.mean() < 0.5 and np.mean(difference.max(axis=-1) > 16) < 1e-3
+  assert (tmp_path / 'palette.png').stat().st_size < 0.7 * (tmp_path / 'matplotlib.png').stat().st_size
+  ecg_path = plots.plot_ecg(np.zeros((1024, 12)), 102.4, tmp_path / 'ecg.png', 'flat')
+  assert Image.open(ecg_path).mode == 'P'
+
+
 def test_sample_cli_writes_every_format(trained_workdir, tmp_path):
   out = tmp_path / 'samples'
   subprocess.run([sys.executable, 'sample.py', f'--workdir={trained_workdir}',

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from diffusets_jax.datasets import heart_rate as hr_detector  # noqa: E402
 from diffusets_jax.datasets.preprocessing import SAMPLE_RATE_HZ, STANDARD_LEADS  # noqa: E402
+from diffusets_jax.io import plots  # noqa: E402
 
 # (section, key, label, what 'real' means for it, which direction is better)
 ROWS = (
@@ -77,7 +78,7 @@ def plot_pairs(real, generated, titles, path, fs: float = SAMPLE_RATE_HZ,
   fig.legend(handles=[plt.Line2D([], [], color='black', label='real'),
                       plt.Line2D([], [], color='tab:red', label=label)], loc='upper right')
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
+  plots.save_figure(fig, path, dpi=90)
   plt.close(fig)
   return Path(path)
 
@@ -102,7 +103,7 @@ def plot_sweep(sweep: dict, path) -> Path:
   ax.set_title(f'{asked}, age {sweep["age"]:g}, sex {sweep["sex"]}', fontsize=9)
   ax.legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  plots.save_figure(fig, path, dpi=110)
   plt.close(fig)
   return Path(path)
 
@@ -124,7 +125,7 @@ def plot_features(real_features, generated_features, path) -> Path:
   ax.set_title('CLIP ECG features (64-d), PCA', fontsize=9)
   ax.legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  plots.save_figure(fig, path, dpi=110)
   plt.close(fig)
   return Path(path)
 
