@@ -6,6 +6,10 @@ model) as an exported model, by default the shipped one.
 (vae.train_encoder False, e.g. configs/pretrained_decoder_gan.py): the latents, and so the U-Net,
 stay valid.
 
+A workdir fine-tuned from another model (train.init_from) without a VAE stage of its own samples
+with that model's VAE; it exports as the source stores it: weights, limb-lead form and config.vae
+(the record of how that VAE was trained), whatever the workdir's config says of the VAE.
+
 --derive_limb_leads turns its 12-lead decoder into one with `vae.derived_limb_leads`, no training:
 the last conv's outputs are projected so that III, aVR, aVL and aVF are computed from I and II
 (models/limb_leads.py, `fold_into_decoder`). The shipped model was made so:
@@ -15,6 +19,7 @@ the last conv's outputs are projected so that III, aVR, aVL and aVF are computed
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
 from diffusets_jax import pretrained
 from diffusets_jax.models import limb_leads
@@ -30,6 +35,22 @@ def with_derived_limb_leads(model):
   config.vae.derived_limb_leads = True
   return dataclasses.replace(model, config=config,
                              vae_params=limb_leads.fold_into_decoder(model.vae_params))
+
+
+def with_init_source_vae(model):
+  """A fine-tuning workdir's model with the VAE of the model it started from, as stored there."""
+  source = loading.init_source(model.config)
+  config = model.config.copy_and_resolve_references()
+  config.vae = source.config.vae
+  return dataclasses.replace(model, config=config, vae_params=source.vae_params)
+
+
+def trains_no_vae(folder) -> bool:
+  """A workdir (not an exported model) fine-tuned from another model, with no VAE of its own."""
+  folder = Path(folder)
+  if not workdirs.config_path(folder).is_file() or (folder / exported.WEIGHTS).is_file():
+    return False
+  return bool(workdirs.load_config(folder).train.init_from) and not (folder / 'vae').exists()
 
 
 def with_vae_from(model, folder):
@@ -62,6 +83,8 @@ def main(argv=None):
                       help='folder (default: the package\'s own)')
   args = parser.parse_args(argv)
   model = open_model(args.export_from, use_ema=True)
+  if args.export_from != 'pretrained' and trains_no_vae(args.export_from):
+    model = with_init_source_vae(model)
   if args.derive_limb_leads:
     model = with_derived_limb_leads(model)
   if args.vae_from:
