@@ -167,7 +167,10 @@ def test_sampling_spreads_over_every_local_device():
   assert result['devices_holding_the_batch'] == 4 and result['rows_per_device'] == [1, 1, 1, 1]
   assert result['batched_shape'] == [6, 1024, 12]
   assert result['amplitude'] > 0.1  # real ECGs, not zeros
-  assert result['batched_difference'] < 1e-4 and result['guided_difference'] < 1e-4, result
+  # float32 rounding, which guidance (3 x the difference of two predictions) grows: 6e-5 mV with
+  # XLA's optimisations, 1.0e-4 without them (the suite's setting). Rows sampled on the wrong
+  # device or with another key would differ by tenths of a mV.
+  assert result['batched_difference'] < 3e-4 and result['guided_difference'] < 3e-4, result
 
 
 def run_experiment(name: str, *args) -> None:
