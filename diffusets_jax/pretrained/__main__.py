@@ -50,7 +50,7 @@ def trains_no_vae(folder) -> bool:
   folder = Path(folder)
   if not workdirs.config_path(folder).is_file() or (folder / exported.WEIGHTS).is_file():
     return False
-  return bool(workdirs.load_config(folder).train.init_from) and not (folder / 'vae').exists()
+  return loading.samples_with_init_source_vae(workdirs.load_config(folder), folder)
 
 
 def with_vae_from(model, folder):
@@ -83,7 +83,7 @@ def main(argv=None):
                       help='folder (default: the package\'s own)')
   args = parser.parse_args(argv)
   model = open_model(args.export_from, use_ema=True)
-  if args.export_from != 'pretrained' and trains_no_vae(args.export_from):
+  if trains_no_vae(args.export_from):
     model = with_init_source_vae(model)
   if args.derive_limb_leads:
     model = with_derived_limb_leads(model)

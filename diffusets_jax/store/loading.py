@@ -120,10 +120,15 @@ def init_source_vae_params(config):
   return train_state.warm_start(expected, given, f'the VAE of {source}')
 
 
+def samples_with_init_source_vae(config, folder) -> bool:
+  """A workdir fine-tuned from another model (train.init_from) with no VAE stage of its own."""
+  return bool(config.train.init_from) and not (Path(folder) / 'vae').exists()
+
+
 def workdir_vae_params(config, folder):
   """The VAE of a trained workdir: its own, or that of the model it was fine-tuned from
   (train.init_from, which trains no VAE)."""
-  if config.train.init_from and not (Path(folder) / 'vae').exists():
+  if samples_with_init_source_vae(config, folder):
     return init_source_vae_params(config)
   return workdirs.restore_for_inference(folder, 'vae', config)['params']
 
