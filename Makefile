@@ -40,7 +40,7 @@ demo: install
 	@echo "demo done: shipped model's ECGs under $(DEMO)/pretrained_samples/, its evaluation $(DEMO)/pretrained_evaluation/report.md; tiny run's curves $(DEMO)/training_curves.png and ECGs $(DEMO)/samples/"
 
 test: $(VENV)/test-installed
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --dist worksteal tests
 
 # Throughput on whatever backend JAX sees (limited batches: a CPU), then ours against the
 # reference architecture in PyTorch, same weights and device. PyTorch comes with the test extras.

@@ -1,5 +1,6 @@
 """Shared fixtures: a very small config and the LUDB dataset built once per test session."""
 import os
+import shutil
 import tempfile
 
 # One on-disk XLA cache for the whole session, its workers and the CLIs they start: the same
@@ -10,6 +11,9 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
 # backend optimisations cost more than they save there (measured: 30 % less CPU time over
 # test_autoguidance.py and test_dpm_solver.py, cold cache). Results stay within float32 rounding.
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
+# Without optimisations most of those compiles take under JAX's default 1 s threshold for the
+# on-disk cache; caching them all is what makes a second run of the suite quick.
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 import pytest  # noqa: E402
 
@@ -65,13 +69,24 @@ def config(tfds_dir):
 
 
 @pytest.fixture(scope='session')
-def trained_workdir(tmp_path_factory, tfds_dir):
-  """A workdir with a few steps of both stages: enough to exercise loading and sampling."""
+def trained_workdir(tmp_path_factory, tfds_dir, worker_id):
+  """A workdir with a few steps of every stage: enough to exercise loading and sampling.
+
+  Built once for the whole run: pytest-xdist's workers share one (tests only read it), the first
+  to ask trains it under a file lock and the others wait for it."""
+  from filelock import FileLock
   from diffusets_jax import config_validation
   from diffusets_jax.training import stages
-  config = config_validation.validate(micro_config(tfds_dir))
-  workdir = tmp_path_factory.mktemp('run')
-  stages.train_stages(config, workdir, 'all')
+  shared = tmp_path_factory.getbasetemp()
+  if worker_id != 'master':
+    shared = shared.parent  # the run's folder, above each worker's own
+  workdir = shared / 'trained_workdir'
+  with FileLock(str(shared / 'trained_workdir.lock')):
+    if not workdir.exists():
+      building = shared / 'trained_workdir.building'  # renamed when done: never half-trained
+      shutil.rmtree(building, ignore_errors=True)
+      stages.train_stages(config_validation.validate(micro_config(tfds_dir)), building, 'all')
+      building.rename(workdir)
   return workdir
 
 
