@@ -105,7 +105,6 @@ def guided_config(config):
 def guided_workdir(trained_workdir, tmp_path_factory):
   """The session's VAE and latents, with a U-Net trained 6 steps with guided_config."""
   import json
-  import shutil
   from diffusets_jax.store import workdir as workdirs
   from diffusets_jax.training import diffusion_stage
   workdir = tmp_path_factory.mktemp('guided')
